@@ -1,0 +1,57 @@
+"""The one ``main`` every pref-rl node uses: init, spin, clean shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+class NodeExit(Exception):
+    """Raised inside a node callback to end the node with an exit status (0: finished)."""
+
+    def __init__(self, status: int = 0, reason: str = '') -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Create the node from ``factory`` and spin it until shutdown; return an exit status.
+
+    SIGINT/SIGTERM (what the launcher sends) end it cleanly with status 0, with the ROS
+    context still valid while the node is destroyed (so it can log and publish a last
+    message); a callback that raises :class:`NodeExit` ends it with that status.
+    """
+    # rclpy's own handlers would shut the context down before our cleanup runs.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    status = 0
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except NodeExit as done:
+        status = done.status
+        if node is not None and str(done):
+            node.get_logger().info(str(done))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+    return status

@@ -1,0 +1,1 @@
+"""pref-rl robot side. Everything except the ``ros`` sub-package is ROS-free."""
