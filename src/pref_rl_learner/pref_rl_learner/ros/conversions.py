@@ -93,33 +93,35 @@ def segment_from_ros(m: msg.Segment) -> Segment:
     """
     t = m.length
     obs_shape, act_shape = (t, *m.observation_shape), (t, *m.action_shape)
-    optional = {}
+    fields = {
+        'observations': _in('observations', m.observations, np.float32, obs_shape),
+        'actions': _in('actions', m.actions, np.float32, act_shape),
+        'next_observations': _in('next_observations', m.next_observations, np.float32,
+                                 obs_shape),
+        'terminated': _in('terminated', m.terminated, np.uint8, (t,)) != 0,
+        'truncated': _in('truncated', m.truncated, np.uint8, (t,)) != 0,
+    }
     if len(m.rewards):
-        optional['rewards'] = _in('rewards', m.rewards, np.float32, (t,))
+        fields['rewards'] = _in('rewards', m.rewards, np.float32, (t,))
     if len(m.success):
-        optional['success'] = _in('success', m.success, np.uint8, (t,)) != 0
+        fields['success'] = _in('success', m.success, np.uint8, (t,)) != 0
     if len(m.frames) or len(m.frame_shape):
         if len(m.frame_shape) != 3 or m.frame_stride < 1:
             raise MalformedMessageError(
                 f'frames: frame_shape {list(m.frame_shape)} must be [H, W, C] and frame_stride '
                 f'{m.frame_stride} >= 1')
         n_frames = math.ceil(t / m.frame_stride)
-        optional['frames'] = _in('frames', m.frames, np.uint8, (n_frames, *m.frame_shape))
-        optional['frame_stride'] = m.frame_stride
+        fields['frames'] = _in('frames', m.frames, np.uint8, (n_frames, *m.frame_shape))
+        fields['frame_stride'] = m.frame_stride
     return Segment(
         segment_id=m.segment_id,
         task=m.task,
-        observations=_in('observations', m.observations, np.float32, obs_shape),
-        actions=_in('actions', m.actions, np.float32, act_shape),
-        next_observations=_in('next_observations', m.next_observations, np.float32, obs_shape),
-        terminated=_in('terminated', m.terminated, np.uint8, (t,)) != 0,
-        truncated=_in('truncated', m.truncated, np.uint8, (t,)) != 0,
         source_id=m.source_id,
         episode=m.episode,
         start_step=m.start_step,
         policy_version=m.policy_version,
         stamp_ns=stamp_from_ros(m.header.stamp),
-        **optional,
+        **fields,
     )
 
 

@@ -1,0 +1,29 @@
+"""Segments for tests (importable helper, not a test module)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pref_rl_learner.types import Segment
+
+
+def make_segment(length: int = 25, obs_dim: int = 39, act_dim: int = 4,
+                 with_frames: bool = False, seed: int = 0, **overrides) -> Segment:
+    """A valid random segment; ``with_frames`` attaches 64x64x3 frames at stride 1."""
+    rng = np.random.default_rng(seed)
+    fields = dict(
+        segment_id=f'seg-{seed}', task='point_mass', source_id='robot', episode=3,
+        start_step=50, policy_version=7, stamp_ns=1_700_000_000_123_456_789,
+        observations=rng.normal(size=(length, obs_dim)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (length, act_dim)).astype(np.float32),
+        next_observations=rng.normal(size=(length, obs_dim)).astype(np.float32),
+        rewards=rng.normal(size=length).astype(np.float32),
+        terminated=np.zeros(length, bool),
+        truncated=np.arange(length) == length - 1,
+        success=rng.uniform(size=length) > 0.5,
+    )
+    if with_frames:
+        fields.update(frames=rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
+                      frame_stride=1)
+    fields.update(overrides)
+    return Segment(**fields)
