@@ -27,3 +27,19 @@ export PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-osmesa}
 # Without a display Qt renders offscreen; with one (a desktop or Xvfb) it opens windows.
 [ -n "${DISPLAY:-}" ] || export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 unset _pref_rl_root
+
+# Claim a ROS_DOMAIN_ID no other pref-rl run on this machine holds (a lock file per id, held
+# by this shell and its children until they exit), so parallel runs never cross-talk.
+pref_rl_claim_domain() {
+  local id
+  for id in $(shuf -i 1-100); do
+    exec {_pref_rl_domain_fd}>"${TMPDIR:-/tmp}/pref-rl-ros-domain-$id.lock"
+    if flock -n "$_pref_rl_domain_fd"; then
+      export ROS_DOMAIN_ID=$id
+      return 0
+    fi
+    exec {_pref_rl_domain_fd}>&-
+  done
+  echo "pref-rl: every ROS_DOMAIN_ID in 1-100 is in use by another run" >&2
+  return 1
+}

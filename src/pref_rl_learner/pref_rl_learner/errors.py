@@ -1,4 +1,4 @@
-"""Typed errors of pref-rl. Every rejection of bad input raises one of these, naming the problem."""
+"""Typed errors of pref-rl: every rejection of bad input raises one, naming the problem."""
 
 
 class PrefRLError(Exception):

@@ -16,7 +16,7 @@ def write(path: Path, text: str) -> Path:
 def test_args_lets_params_remaps_and_substitutions(tmp_path, test_prefix, monkeypatch):
     monkeypatch.setenv('PREF_RL_TEST_ENV', 'from-env')
     params = write(tmp_path / 'params.yaml', '/**:\n  ros__parameters: {a: 1}\n')
-    launch = write(tmp_path / 'a.launch.xml', f'''<launch>
+    launch = write(tmp_path / 'a.launch.xml', '''<launch>
   <arg name="greeting" default="hello" description="what to say"/>
   <arg name="ns" default="robots"/>
   <let name="topic" value="$(var ns)/chatter"/>

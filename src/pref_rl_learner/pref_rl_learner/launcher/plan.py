@@ -218,8 +218,8 @@ def _sub(path: Path, el: _Element, text: str, variables: dict[str, str]) -> str:
         raise LaunchFileError(f'{path}:{el.line}: <{el.tag}>: {err}') from None
 
 
-def _check_attrs(path: Path, el: _Element, allowed: set[str], required: frozenset | set = frozenset()
-                 ) -> None:
+def _check_attrs(path: Path, el: _Element, allowed: set[str],
+                 required: frozenset | set = frozenset()) -> None:
     allowed = allowed | ({'if', 'unless'} if el.tag in _ACTION_TAGS else set())
     unknown = sorted(set(el.attrs) - allowed)
     if unknown:

@@ -10,6 +10,7 @@ runner did not cause). Nodes also die with the runner (``PR_SET_PDEATHSIG``) if 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -29,10 +30,8 @@ _STOPPED = {0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SI
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -74,7 +73,7 @@ class ProcessRunner:
             signal.signal(sig, self._on_signal)
         try:
             self.say(f'logs in {self._log_dir}')
-            for spec, label in zip(self._specs, _labels(self._specs)):
+            for spec, label in zip(self._specs, _labels(self._specs), strict=True):
                 self._start(spec, label)
             return self._supervise()
         finally:
@@ -157,18 +156,14 @@ class ProcessRunner:
                 p.stop_requested = True
                 if sig != signal.SIGINT:
                     self.say(f'sending {sig.name} to {p.label} [pid {p.popen.pid}]')
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.popen.pid, sig)
-                except ProcessLookupError:
-                    pass
 
     def _stop_all(self) -> None:
         """Last resort on any exit path: nothing outlives the runner."""
         for p in self._procs:
-            try:  # the whole group: a node's own children go too
+            with contextlib.suppress(ProcessLookupError):  # the group: its children go too
                 os.killpg(p.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             p.popen.wait()
             p.reader.join(timeout=2.0)
 

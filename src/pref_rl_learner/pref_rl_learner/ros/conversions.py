@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from pref_rl_msgs import msg
 
 from pref_rl_learner.errors import MalformedMessageError
 from pref_rl_learner.types import (
@@ -25,6 +24,7 @@ from pref_rl_learner.types import (
     PreferenceQuery,
     Segment,
 )
+from pref_rl_msgs import msg
 
 _NS = 1_000_000_000
 
@@ -197,10 +197,11 @@ def weights_from_ros(m: msg.PolicyWeights) -> PolicyWeights:
     if len(m.ranks) != len(m.names):
         raise MalformedMessageError(f'{len(m.names)} names but {len(m.ranks)} ranks')
     if sum(m.ranks) != len(m.dims):
-        raise MalformedMessageError(f'ranks sum to {sum(m.ranks)} but there are {len(m.dims)} dims')
+        raise MalformedMessageError(
+            f'ranks sum to {sum(m.ranks)} but there are {len(m.dims)} dims')
     data = np.frombuffer(m.data, dtype=np.float32)
     tensors, d, offset = {}, 0, 0
-    for name, rank in zip(m.names, m.ranks):
+    for name, rank in zip(m.names, m.ranks, strict=True):
         shape = tuple(m.dims[d:d + rank])
         d += rank
         size = math.prod(shape)

@@ -11,12 +11,15 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 
-class NodeExit(Exception):
+class NodeExit(Exception):  # noqa: N818 (a control-flow signal, like SystemExit)
     """Raised inside a node callback to end the node with an exit status (0: finished)."""
 
     def __init__(self, status: int = 0, reason: str = '') -> None:
         super().__init__(reason)
         self.status = status
+
+
+_SIGNAL_POLL_S = 0.1
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -39,7 +42,9 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok():
+            # A bounded wait, so Python gets control back to run signal handlers.
+            executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except NodeExit as done:
