@@ -10,6 +10,7 @@ frames of 64x64x3 uint8). For each, and for each conversion path:
 Figures: conversion cost in one process (us per message, to_ros + from_ros), throughput of a
 burst publish received and converted in a second process (messages/s), and one-way latency at
 a paced rate (publish stamp -> converted in the receiver; p50/p99 ms). Ratios are fast/naive.
+QoS: reliable, KEEP_ALL history, so every published message is delivered and counted.
 Run: scripts/bench (or python bench/ros_transport.py inside scripts/env.sh).
 """
 
@@ -89,11 +90,20 @@ def converters(path: str):
     return naive_to_ros, naive_from_ros
 
 
+def bench_qos():
+    """The stack's STREAM profile with KEEP_ALL history: the burst measures lossless
+    sustained throughput (the publisher blocks instead of overwriting unacknowledged data)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
+    from pref_rl_learner.ros.qos import STREAM
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=STREAM.reliability,
+                      durability=STREAM.durability)
+
+
 def receiver(path: str, expected: int, idle_s: float) -> None:
     """Second process: receive, convert, record arrival times and latencies; print JSON."""
     import rclpy
 
-    from pref_rl_learner.ros.qos import STREAM
     from pref_rl_msgs.msg import Segment as SegmentMsg
     _, from_ros = converters(path)
     rclpy.init()
@@ -106,7 +116,7 @@ def receiver(path: str, expected: int, idle_s: float) -> None:
         arrivals.append(now)
         latencies.append((now - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) / 1e6)
 
-    node.create_subscription(SegmentMsg, 'bench_segments', on_msg, STREAM)
+    node.create_subscription(SegmentMsg, 'bench_segments', on_msg, bench_qos())
     print('ready', flush=True)
     last = time.monotonic()
     while len(arrivals) < expected and time.monotonic() - last < idle_s:
@@ -124,14 +134,13 @@ def cross_process(path: str, segment, count: int, rate_hz: float | None) -> dict
     import rclpy
 
     from pref_rl_learner.ros.conversions import stamp_to_ros
-    from pref_rl_learner.ros.qos import STREAM
     from pref_rl_msgs.msg import Segment as SegmentMsg
     to_ros, _ = converters(path)
     proc = subprocess.Popen([sys.executable, __file__, '--receiver', path, str(count)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == 'ready'
     node = rclpy.create_node('bench_sender')
-    pub = node.create_publisher(SegmentMsg, 'bench_segments', STREAM)
+    pub = node.create_publisher(SegmentMsg, 'bench_segments', bench_qos())
     deadline = time.monotonic() + 20
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)

@@ -16,7 +16,7 @@ case ":${CMAKE_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
 # colcon's scripts read unset variables; relax nounset while sourcing them.
 _pref_rl_u=$(set +o | grep nounset); set +u
 # shellcheck disable=SC1091
-COLCON_CURRENT_PREFIX="$_pref_rl_root/install" source "$_pref_rl_root/install/setup.bash"
+source "$_pref_rl_root/install/setup.bash"
 eval "$_pref_rl_u"; unset _pref_rl_u
 export PREF_RL_ROOT="$_pref_rl_root"
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
