@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import percentile, write_result  # noqa: E402
+from common import percentile, write_result
 
 T, OBS, ACT = 25, 39, 4
 
