@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import textwrap
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -46,8 +47,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _coerce(cls: type, name: str, annotation: Any, value: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None

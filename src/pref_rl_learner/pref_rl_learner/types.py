@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -276,4 +276,4 @@ class LearnerStatus:
     """Mean true return of recent episodes (NaN: unknown)."""
     success_rate: float = float('nan')
     """Success rate of recent episodes (NaN: unknown)."""
-    stamp_ns: int = field(default=0)
+    stamp_ns: int = 0

@@ -152,3 +152,17 @@ def test_cli_show_args_and_print(tmp_path, test_prefix):
                               '-p'], capture_output=True, text=True, timeout=60)
     assert printed.returncode == 0
     assert '[on_exit=shutdown]' in printed.stdout and '-p speed:=5' in printed.stdout
+
+
+@pytest.mark.slow
+def test_node_with_invalid_parameter_fails_with_a_clear_message(tmp_path):
+    (tmp_path / 'a.launch.xml').write_text('''<launch>
+  <node pkg="pref_rl_robot" exec="fake_robot" name="bad" output="screen">
+    <param name="rate_hz" value="0.0"/>
+  </node>
+</launch>''')
+    result = launch(tmp_path / 'a.launch.xml')
+    assert result.returncode == 1
+    assert 'ConfigError: segment_length (25) must be >= 1 and rate_hz (0.0) > 0' in result.stdout
+    assert 'Traceback' not in result.stdout
+    assert 'failed: bad (exit code 2)' in result.stdout

@@ -29,9 +29,17 @@ _STOPPED = {0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SI
             128 + signal.SIGTERM}
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError):
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+try:
+    _PRCTL = ctypes.CDLL('libc.so.6', use_errno=True).prctl
+except (OSError, AttributeError):  # not glibc Linux: nodes just do not die with the runner
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: only a call through a preloaded pointer."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass

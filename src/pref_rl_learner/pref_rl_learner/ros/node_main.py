@@ -10,6 +10,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from pref_rl_learner.errors import PrefRLError
+
 
 class NodeExit(Exception):  # noqa: N818 (a control-flow signal, like SystemExit)
     """Raised inside a node callback to end the node with an exit status (0: finished)."""
@@ -31,7 +33,8 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
 
     SIGINT/SIGTERM (what the launcher sends) end it cleanly with status 0, with the ROS
     context still valid while the node is destroyed (so it can log and publish a last
-    message); a callback that raises :class:`NodeExit` ends it with that status.
+    message); a callback that raises :class:`NodeExit` ends it with that status; a
+    :class:`PrefRLError` (bad parameters, say) is logged as one line and gives status 2.
     """
     # rclpy's own handlers would shut the context down before our cleanup runs.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -47,6 +50,9 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
             executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except PrefRLError as err:  # e.g. invalid parameters: a clear message, not a traceback
+        rclpy.logging.get_logger('pref_rl').error(f'{type(err).__name__}: {err}')
+        status = 2
     except NodeExit as done:
         status = done.status
         if node is not None and str(done):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rclpy.node import Node
 
+from pref_rl_learner.config import ConfigError
 from pref_rl_learner.ros.conversions import segment_to_ros
 from pref_rl_learner.ros.node_main import NodeExit, run_node
 from pref_rl_learner.ros.params import declare_config
@@ -36,6 +37,13 @@ class FakeRobotNodeConfig:
     """Seed of the first episode."""
     task: str = 'fake_point'
     """Task name written into each segment."""
+
+    def __post_init__(self) -> None:
+        if self.segment_length < 1 or self.rate_hz <= 0:
+            raise ConfigError(f'segment_length ({self.segment_length}) must be >= 1 and '
+                              f'rate_hz ({self.rate_hz}) > 0')
+        if self.max_segments < 0 or self.frame_stride < 0:
+            raise ConfigError('max_segments and frame_stride must be >= 0')
 
 
 class FakeRobotNode(Node):
