@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 
 from pref_rl_learner.ros.conversions import label_to_ros, segment_to_ros
@@ -72,6 +73,9 @@ def test_segments_and_labels_cross_processes(sink, tmp_path):
         segments = [make_segment(i, frames=i % 4 == 0) for i in range(20)]
         for segment in segments:
             publisher.publish(segment_to_ros(segment))
+        # Reliable delivery is only certain once acknowledged: a destroyed publisher drops
+        # whatever is still in flight.
+        assert publisher.wait_for_all_acked(Duration(seconds=20))
 
         stored = call(node, executor, client,
                       label_to_ros(PreferenceLabel('q1', Choice.LEFT, 'alice', 1.2)))
@@ -90,7 +94,6 @@ def test_segments_and_labels_cross_processes(sink, tmp_path):
         node.destroy_node()
         rclpy.shutdown()
 
-    time.sleep(0.5)  # let the last segments drain before stopping the sink
     sink.send_signal(signal.SIGINT)
     assert sink.wait(timeout=20) == 0, sink.stdout.read()
     received = json.loads((tmp_path / 'segments.json').read_text())

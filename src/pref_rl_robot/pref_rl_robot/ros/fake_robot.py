@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 
 from pref_rl_learner.config import ConfigError
@@ -76,6 +77,7 @@ class FakeRobotNode(Node):
             self.publisher.publish(segment_to_ros(segment))
             self.published += 1
             if self.published == self.config.max_segments:
+                self.publisher.wait_for_all_acked(Duration(seconds=5))
                 raise NodeExit(0, f'published {self.published} segments')
 
 
