@@ -31,20 +31,6 @@ from common import percentile, write_result
 T, OBS, ACT = 25, 39, 4
 
 
-def make_segment(frames: bool):
-    from pref_rl_learner.types import Segment
-    rng = np.random.default_rng(0)
-    return Segment(
-        segment_id='bench', task='bench',
-        observations=rng.normal(size=(T, OBS)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (T, ACT)).astype(np.float32),
-        next_observations=rng.normal(size=(T, OBS)).astype(np.float32),
-        rewards=rng.normal(size=T).astype(np.float32),
-        terminated=np.zeros(T, bool), truncated=np.zeros(T, bool),
-        frames=rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8) if frames else None,
-        frame_stride=1 if frames else 0)
-
-
 def naive_to_ros(segment):
     """The peer: list-based conversion, as rclpy code commonly writes it."""
     from pref_rl_msgs.msg import Segment as SegmentMsg
@@ -184,7 +170,11 @@ def main() -> None:
     import rclpy
     rclpy.init()
     scale = 0.1 if args.quick else 1.0
-    plan = {'state': (make_segment(False), 2000, 2000), 'frames': (make_segment(True), 300, 100)}
+    from pref_rl_learner.testing import make_segment
+    plan = {name: (make_segment(length=T, obs_dim=OBS, act_dim=ACT, with_frames=frames,
+                                success=None), burst, reps)
+            for name, frames, burst, reps in (('state', False, 2000, 2000),
+                                              ('frames', True, 300, 100))}
     figures = {}
     for payload, (segment, burst, convert_reps) in plan.items():
         for path in ('fast', 'naive'):

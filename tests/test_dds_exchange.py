@@ -15,26 +15,12 @@ from rclpy.executors import SingleThreadedExecutor
 
 from pref_rl_learner.ros.conversions import label_to_ros, segment_to_ros
 from pref_rl_learner.ros.qos import STREAM
-from pref_rl_learner.types import Choice, PreferenceLabel, Segment
+from pref_rl_learner.testing import make_segment
+from pref_rl_learner.types import Choice, PreferenceLabel
 from pref_rl_msgs.msg import Segment as SegmentMsg
 from pref_rl_msgs.srv import SubmitLabel
 
 SINK = Path(__file__).parent / 'nodes' / 'label_sink.py'
-
-
-def make_segment(i: int, frames: bool) -> Segment:
-    import numpy as np
-    rng = np.random.default_rng(i)
-    t = 25
-    return Segment(
-        segment_id=f'seg-{i}', task='point_mass', episode=i,
-        observations=rng.normal(size=(t, 39)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (t, 4)).astype(np.float32),
-        next_observations=rng.normal(size=(t, 39)).astype(np.float32),
-        terminated=np.zeros(t, bool), truncated=np.zeros(t, bool),
-        rewards=rng.normal(size=t).astype(np.float32),
-        frames=rng.integers(0, 256, (t, 64, 64, 3), dtype=np.uint8) if frames else None,
-        frame_stride=1 if frames else 0)
 
 
 @pytest.fixture
@@ -70,7 +56,7 @@ def test_segments_and_labels_cross_processes(sink, tmp_path):
             executor.spin_once(timeout_sec=0.05)
         assert publisher.get_subscription_count() == 1
 
-        segments = [make_segment(i, frames=i % 4 == 0) for i in range(20)]
+        segments = [make_segment(seed=i, with_frames=i % 4 == 0) for i in range(20)]
         for segment in segments:
             publisher.publish(segment_to_ros(segment))
         # Reliable delivery is only certain once acknowledged: a destroyed publisher drops

@@ -2,10 +2,10 @@ import array
 
 import numpy as np
 import pytest
-from segments import make_segment
 
 from pref_rl_learner.errors import InvalidLabelError, InvalidSegmentError, MalformedMessageError
 from pref_rl_learner.ros import conversions as conv
+from pref_rl_learner.testing import make_segment
 from pref_rl_learner.types import (
     Choice,
     LearnerStatus,

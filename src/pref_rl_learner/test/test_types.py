@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-from segments import make_segment
 
 from pref_rl_learner.errors import (
     InvalidLabelError,
@@ -10,6 +9,7 @@ from pref_rl_learner.errors import (
     InvalidSegmentError,
     InvalidWeightsError,
 )
+from pref_rl_learner.testing import make_segment
 from pref_rl_learner.types import Choice, PolicyWeights, PreferenceLabel, PreferenceQuery
 
 

@@ -1,4 +1,4 @@
-"""Segments for tests (importable helper, not a test module)."""
+"""Test data for pref-rl's own tests and benchmarks, and for code built on it (ROS-free)."""
 
 from __future__ import annotations
 
