@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pref_rl_learner.errors import LaunchFileError
+from pref_rl_learner.errors import LaunchFileError, PrefRLError
 
 
 def _launch_arguments(pairs: Sequence[str]) -> dict[str, str]:
@@ -39,6 +39,32 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     return ProcessRunner(plan.nodes, log_dir=log_dir, stop_timeout_s=args.stop_timeout).run()
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.list_tasks:
+        from pref_rl_learner.pebble.tasks import task_module
+
+        tasks = task_module()
+        for name in tasks.task_names():
+            spec = tasks.task_spec(name)
+            print(f'{name}: obs {spec.observation_shape}, act {spec.action_dim}, episode '
+                  f'{spec.episode_length}, segment {spec.segment_length}, goals '
+                  f'{spec.num_train_goals} train / {spec.num_eval_goals} eval')
+        return 0
+    from pref_rl_learner.pebble.run import parse_overrides, train
+
+    train(args.config, args.path, parse_overrides(args.set), stop_at_step=args.stop_at_step,
+          progress=not args.no_progress)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pref_rl_learner.plotting import plot_runs
+
+    out = args.out or Path(args.runs[0]) / 'curves.png'
+    print(plot_runs(args.runs, out, title=args.title))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pref-rl`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -63,6 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
                         help='seconds between SIGINT, SIGTERM and SIGKILL on shutdown')
     launch.set_defaults(handler=_cmd_launch)
+
+    train = sub.add_parser(
+        'train', help='train PEBBLE (or SAC on the true reward) with a scripted teacher',
+        description='Start a run from a YAML config (see config/*.yaml; keys map one-to-one '
+                    'onto pref_rl_learner.pebble.config.TrainConfig) or resume the run in '
+                    '--path. Writes config.yaml, train/eval/feedback CSVs, TensorBoard events '
+                    '(tb/), the preference store and checkpoint.pt into the run directory. '
+                    'Ctrl-C pauses at the next episode end with a checkpoint.')
+    train.add_argument('--config', type=Path, help='YAML config (required for a new run)')
+    train.add_argument('--path', type=Path, default=None,
+                       help='run directory (default: runs/<time>-<algorithm>-<task>-s<seed>); '
+                            'an existing run there is resumed')
+    train.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                       help='override a config value, e.g. --set seed=3 --set sac.batch_size=256')
+    train.add_argument('--stop-at-step', type=int, default=None, metavar='N',
+                       help='pause at the first episode end at or after step N (resumable)')
+    train.add_argument('--no-progress', action='store_true', help='no progress bar')
+    train.add_argument('--list-tasks', action='store_true', help='list the tasks and exit')
+    train.set_defaults(handler=_cmd_train)
+
+    plot = sub.add_parser(
+        'plot', help='plot held-out success and return against env steps and queries',
+        description='Draw a PNG of held-out success rate and return against environment '
+                    'steps and against queries asked, for one or more run directories. Runs '
+                    'differing only in seed are averaged (mean ± std).')
+    plot.add_argument('runs', nargs='+', type=Path, help='run directories')
+    plot.add_argument('--out', type=Path, default=None,
+                      help='output PNG (default: <first run>/curves.png)')
+    plot.add_argument('--title', default='', help='figure title')
+    plot.set_defaults(handler=_cmd_plot)
     return parser
 
 
@@ -71,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except LaunchFileError as err:
+    except PrefRLError as err:
         print(f'pref-rl {args.command}: error: {err}', file=sys.stderr)
         return 2
 

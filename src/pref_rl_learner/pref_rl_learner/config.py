@@ -67,7 +67,10 @@ def _coerce(cls: type, name: str, annotation: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, Mapping):
             raise ConfigError(f'{cls.__name__}.{name}: expected a mapping, got {value!r}')
-        return from_mapping(annotation, value)
+        try:
+            return from_mapping(annotation, value)
+        except ConfigError as err:
+            raise ConfigError(f'{cls.__name__}.{name} -> {err}') from None
     return value
 
 

@@ -1,0 +1,1 @@
+"""PEBBLE training runs: config, loop, feedback sessions, evaluation, checkpoints."""
