@@ -107,9 +107,8 @@ class SAC:
         self._init_generator = torch.Generator().manual_seed(seed)
         self._generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.actor = Actor(self.observation_dim, self.action_dim, config.hidden_sizes,
-                           config.log_std_bounds)
+                           config.log_std_bounds).to(self.device)
         self.actor.reset_parameters(self._init_generator)
-        self.actor.to(self.device)
         self.critic = EnsembleMLP(config.num_critics, self.observation_dim + self.action_dim,
                                   config.hidden_sizes, 1).to(self.device)
         self.critic_target = EnsembleMLP(config.num_critics,
@@ -167,7 +166,8 @@ class SAC:
         # 2. Actor and temperature, with the critics just updated.
         if self.num_updates % cfg.actor_update_interval == 0:
             new_actions, log_pi = self.actor.sample(obs, self._generator)
-            # Weights detached: d/d(actor) flows through the action only.
+            # Critic weights are constants here: the gradient reaches the actor through the
+            # action only, via the minimising critic of each row.
             q_pi = self.critic.min_output(torch.cat((obs, new_actions), dim=-1))
             actor_loss = (alpha * log_pi - q_pi).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
@@ -206,13 +206,8 @@ class SAC:
         PEBBLE calls this after unsupervised pre-training: Q was fitted to the intrinsic
         reward. The actor, temperature and their optimisers are kept.
         """
-        with torch.no_grad():
-            fresh = EnsembleMLP(self.config.num_critics, self.observation_dim + self.action_dim,
-                                self.config.hidden_sizes, 1)
-            fresh.reset_parameters(self._init_generator)
-            for param, value in zip(self.critic.parameters(), fresh.parameters(), strict=True):
-                param.copy_(value)
-            self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic.reset_parameters(self._init_generator)
+        self.critic_target.load_state_dict(self.critic.state_dict())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
         self.critic_optimizer = _adam(self._critic_params, self.config.critic_lr)

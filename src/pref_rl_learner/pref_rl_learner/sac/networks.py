@@ -28,10 +28,18 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _uniform_fan_in(tensor: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> None:
-    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: torch.nn.Linear's default initialisation."""
+    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: torch.nn.Linear's default initialisation.
+
+    Drawn on the generator's device and copied, so a CPU generator gives the same weights
+    whatever device the tensor lives on.
+    """
     bound = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
-        tensor.uniform_(-bound, bound, generator=generator)
+        if generator is None or generator.device == tensor.device:
+            tensor.uniform_(-bound, bound, generator=generator)
+        else:
+            tensor.copy_(torch.empty(tensor.shape, device=generator.device)
+                         .uniform_(-bound, bound, generator=generator))
 
 
 class EnsembleLinear(nn.Module):
