@@ -22,14 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'config' / 'pebble_point_mass.yaml'
+CONFIGS = {'pebble': ROOT / 'config' / 'pebble_point_mass.yaml',
+           'sac': ROOT / 'config' / 'sac_point_mass.yaml'}
 SEEDS = (0, 1, 2)
 
 
 def _train(run_dir: Path, seed: int, algorithm: str, overrides: list[str]) -> Path:
-    cmd = [sys.executable, '-m', 'pref_rl_learner.cli', 'train', '--config', str(CONFIG),
-           '--path', str(run_dir), '--no-progress', '--set', f'seed={seed}',
-           '--set', f'algorithm={algorithm}', '--set', 'tensorboard=false']
+    cmd = [sys.executable, '-m', 'pref_rl_learner.cli', 'train', '--config',
+           str(CONFIGS[algorithm]), '--path', str(run_dir), '--no-progress',
+           '--set', f'seed={seed}', '--set', 'tensorboard=false']
     for o in overrides:
         cmd += ['--set', o]
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -50,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     import yaml
 
-    base = yaml.safe_load(CONFIG.read_text())
+    base = yaml.safe_load(CONFIGS['pebble'].read_text())
     overrides = [f"total_steps={base['total_steps'] // 4}"] if args.quick else []
     seeds = SEEDS[:1] if args.quick else SEEDS
     out = ROOT / 'runs' / f'bench-pebble-{time.strftime("%Y%m%d-%H%M%S")}'
@@ -73,7 +74,7 @@ def main() -> None:
     pebble_final = float(np.mean([_final(r, 'success_rate') for r in pebble]))
     sac_final = float(np.mean([_final(r, 'success_rate') for r in sac]))
     path = write_result('pebble_point_mass', {
-        'peer': 'SAC on the true reward (same config, same seeds, same run)',
+        'peer': 'SAC on the true reward (config/sac_point_mass.yaml, same seeds, same run)',
         'seeds': len(seeds),
         'env_steps': int(read_csv(pebble[0] / 'eval.csv')['step'][-1]),
         'queries_total': int(queries[-1]),
@@ -87,7 +88,8 @@ def main() -> None:
         'wall_minutes': round(minutes, 1),
     }, notes='Held-out success rate (one deterministic episode per held-out goal) of PEBBLE '
              'with the oracle scripted teacher, averaged over seeds, against SAC trained on the '
-             'true reward. Curves: pebble_point_mass.png. Config: config/pebble_point_mass.yaml.')
+             'true reward. Curves: pebble_point_mass.png. Configs: config/pebble_point_mass.yaml, '
+             'config/sac_point_mass.yaml.')
     print(f'wrote {path}')
 
 
