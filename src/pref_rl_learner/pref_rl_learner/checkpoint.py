@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pref_rl_learner.durable import atomic_write_bytes
 from pref_rl_learner.errors import PrefRLError
 
 MAGIC = b'PRLCKPT1'
@@ -27,28 +27,6 @@ _TRAILER = len(MAGIC) + hashlib.sha256().digest_size
 
 class CheckpointError(PrefRLError):
     """A checkpoint is missing, truncated, corrupt or not a pref-rl checkpoint."""
-
-
-def fsync_directory(path: Path) -> None:
-    """fsync a directory so a rename or a new file in it survives a crash."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

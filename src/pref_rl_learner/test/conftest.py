@@ -50,3 +50,15 @@ def process_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != 'Z'
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Learning tests run on one torch thread: reproducible figures, and no oversubscription
+    of CI's two cores (pytest may share them with a node process)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,6 @@
 """PEBBLE with the oracle teacher learns the point mass from preferences alone."""
 
 import pytest
-import torch
 
 from pref_rl_learner.config import from_mapping
 from pref_rl_learner.pebble.config import TrainConfig
@@ -22,7 +21,6 @@ CONFIG = {
 
 @pytest.mark.slow
 def test_pebble_with_an_oracle_improves_held_out_success(tmp_path):
-    torch.set_num_threads(1)
     trainer = PebbleTrainer(from_mapping(TrainConfig, CONFIG), tmp_path)
     summary = trainer.run()
     evals = read_csv(tmp_path / 'eval.csv')

@@ -14,10 +14,6 @@ from pref_rl_learner.sac.replay import ReplayBuffer, ReplayError
 OBS, ACT = 3, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
 
 def transition(step: int, episode: int = 0) -> tuple:
     """A transition whose every field encodes its global step (and its episode)."""

@@ -16,13 +16,6 @@ from pref_rl_learner.reward import RewardEnsemble, RewardModelConfig, RewardMode
 KERNELS = ('stacked', 'per_member')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def small(**overrides) -> RewardModelConfig:
     return RewardModelConfig(**{'hidden_sizes': (32, 32, 32), 'device': 'cpu', **overrides})

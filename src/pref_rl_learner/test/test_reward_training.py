@@ -25,13 +25,6 @@ OBS, ACT = 4, 2
 GOAL = np.array([0.5, -0.3, 0.2, 0.0], np.float32)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def reach_pairs(seed: int, count: int, steps: int = 15, reward: str = 'goal',
                 ) -> PreferenceBatch:

@@ -23,10 +23,6 @@ OBS, ACT, B = 5, 2, 64
 SMALL = SACConfig(hidden_sizes=(32, 32), batch_size=B, device='cpu')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
 
 def random_batch(seed: int = 0, n: int = B) -> TransitionBatch:
     g = torch.Generator().manual_seed(seed)

@@ -19,7 +19,6 @@ The run is deterministic for a seed, and resumes from a checkpoint as if never s
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable
@@ -246,8 +245,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def nan_if_none(value: float | None) -> float:
-    """NaN for a missing figure (CSV/TensorBoard friendly)."""
-    return math.nan if value is None else value

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from pref_rl_learner.durable import fsync_directory
 from pref_rl_learner.errors import PrefRLError
 
 _LOG = logging.getLogger(__name__)
@@ -203,15 +204,6 @@ def _find_valid_record(path: Path, start: int, size: int) -> int | None:
     return None
 
 
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so that files created or renamed in it survive a crash."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_records(path: str | Path, end: int | None = None) -> Iterator[Record]:
     """Every record of a complete log file (e.g. an export) up to byte ``end``.
 
@@ -245,7 +237,7 @@ def write_log_file(path: str | Path, frames: Iterable[bytes], fsync: bool = True
     finally:
         tmp.unlink(missing_ok=True)
     if fsync:
-        fsync_dir(path.parent)
+        fsync_directory(path.parent)
 
 
 class RecordLog:
@@ -267,7 +259,7 @@ class RecordLog:
                              ) from None
         if created and fsync:
             try:
-                fsync_dir(self.path.parent)
+                fsync_directory(self.path.parent)
             except OSError:
                 self.close()
                 raise
@@ -330,7 +322,7 @@ class RecordLog:
         os.ftruncate(fd, offset)
         if self._fsync:
             os.fsync(fd)
-            fsync_dir(self.path.parent)
+            fsync_directory(self.path.parent)
         self.torn_bytes = size - offset
         _LOG.warning('%s: dropped a torn record at byte offset %d (%s; %d bytes, never '
                      'acknowledged, kept in %s)', self.path, offset, problem, size - offset,

@@ -43,13 +43,13 @@ import numpy as np
 
 from pref_rl_learner import __version__
 from pref_rl_learner.config import ConfigError
+from pref_rl_learner.durable import fsync_directory
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.preferences.log import (
     CorruptStoreError,
     Record,
     RecordLog,
     StoreError,
-    fsync_dir,
     read_records,
     write_log_file,
 )
@@ -220,7 +220,7 @@ class PreferenceStore:
         if not directory.exists():
             directory.mkdir(parents=True)
             if config.fsync:
-                fsync_dir(directory.parent)
+                fsync_directory(directory.parent)
         store = cls(directory, RecordLog(directory / LOG_NAME, fsync=config.fsync), config)
         try:
             store._replay()
