@@ -66,6 +66,8 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, title: str = '') -> Path:
             mean, std = values.mean(axis=0), values.std(axis=0)
             for col, (axis_key, axis_name) in enumerate(AXES):
                 x = np.array([r[axis_key][:length] for r in runs]).mean(axis=0)
+                if axis_key == 'queries' and not x.any():
+                    continue  # no queries (SAC on the true reward): nothing to draw there
                 ax = axes[row][col]
                 ax.plot(x, mean, label=f'{label} (n={len(runs)})')
                 if len(runs) > 1:

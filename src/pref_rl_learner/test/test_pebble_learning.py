@@ -31,5 +31,6 @@ def test_pebble_with_an_oracle_improves_held_out_success(tmp_path):
     initial_success, final_success = evals['success_rate'][0], evals['success_rate'][-1]
     initial_return, final_return = evals['return'][0], evals['return'][-1]
     assert initial_success == 0.0
-    assert final_success >= 0.25, evals
-    assert final_return > initial_return + 20, evals
+    # 0.375 measured at this seed; the bound leaves room for numeric drift across CPUs.
+    assert final_success >= 0.125, evals
+    assert final_return > initial_return + 25, evals
