@@ -11,6 +11,7 @@ from pref_rl_learner.cli import main
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.pebble.config import TrainConfig, load_config
 from pref_rl_learner.pebble.trainer import CHECKPOINT_NAME, PebbleTrainer
+from pref_rl_learner.preferences import PreferenceStore
 from pref_rl_learner.run_log import read_csv
 
 # A small, fast point-mass run that still passes through every phase: seed steps,
@@ -75,12 +76,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    config = _config(total_steps=300)
+    config = _config(total_steps=450)  # past the first feedback session (step 401)
     PebbleTrainer(config, tmp_path / 'run').run()
     checkpoint = tmp_path / 'run' / CHECKPOINT_NAME
     checkpoint.write_bytes(checkpoint.read_bytes()[:-1000])
     with pytest.raises(CheckpointError, match='not a complete pref-rl checkpoint'):
         PebbleTrainer(config, tmp_path / 'run', resume=True)
+    # The failed resume released the preference store, and every label is still there.
+    with PreferenceStore.open(tmp_path / 'run' / 'preferences') as store:
+        assert store.counts()['labelled'] > 0
 
 
 def test_resume_refuses_a_different_config(tmp_path):

@@ -102,7 +102,11 @@ class PebbleTrainer:
         self._stop_requested = False
         checkpoint = self.run_dir / CHECKPOINT_NAME
         if resume:
-            load_run_state(self, checkpoint)
+            try:
+                load_run_state(self, checkpoint)
+            except BaseException:
+                self.store.close()  # release the store's lock before reporting the error
+                raise
         self.log = RunLog(self.run_dir, tensorboard=config.tensorboard,
                           resume_step=self.state.step if resume else None)
 
