@@ -80,10 +80,16 @@ def test_segments_and_labels_cross_processes(sink, tmp_path):
         node.destroy_node()
         rclpy.shutdown()
 
-    sink.send_signal(signal.SIGINT)
-    # communicate() drains the sink's output while waiting, so a chatty sink cannot block on
-    # a full pipe; the bound is generous because CI machines can be heavily loaded.
-    output, _ = sink.communicate(timeout=60)
+    # Stop the sink the way the launcher does: SIGINT, then SIGTERM if it is still running.
+    # communicate() drains its output meanwhile, so a chatty sink cannot block on a full pipe.
+    output = ''
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        sink.send_signal(sig)
+        try:
+            output += sink.communicate(timeout=30)[0]
+            break
+        except subprocess.TimeoutExpired:
+            output += f'[test] still running 30 s after {sig.name}\n'
     assert sink.returncode == 0, output
     received = json.loads((tmp_path / 'segments.json').read_text())
     assert [r['id'] for r in received] == [s.segment_id for s in segments]

@@ -38,6 +38,9 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
     """
     # rclpy's own handlers would shut the context down before our cleanup runs.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored (and Python then keeps it ignored); a node must still stop on SIGINT.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     node = None
     status = 0
@@ -65,4 +68,5 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
         if rclpy.ok():
             rclpy.shutdown()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return status
