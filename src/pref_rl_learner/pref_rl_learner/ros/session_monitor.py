@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rclpy.node import Node
 
+from pref_rl_learner.durable import atomic_write_bytes
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.ros.conversions import segment_from_ros, status_from_ros
 from pref_rl_learner.ros.node_main import NodeExit, run_node
@@ -113,14 +112,8 @@ class SessionMonitor(Node):
         summary = dict(asdict(self.counts), elapsed_s=round(time.monotonic() - self.started, 3))
         self.get_logger().info('summary: ' + json.dumps(summary))
         if self.config.summary_path:
-            path = Path(self.config.summary_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + '.tmp')
-            with open(tmp, 'w', encoding='utf-8') as f:
-                json.dump(summary, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write_bytes(self.config.summary_path,
+                               json.dumps(summary, indent=2).encode('utf-8'))
         return summary
 
     def destroy_node(self) -> None:
