@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pref_rl_learner.batches import SegmentPairs
-from pref_rl_learner.preferences.store import UnknownQueryError
 from pref_rl_learner.query_selection import pool_size, select_queries
 from pref_rl_learner.types import Choice, PreferenceLabel, PreferenceQuery, Segment
 
@@ -35,18 +34,14 @@ class FeedbackSession:
         """
         t, found = self.t, set()
         session = t.state.session
-        while True:
+        while t.store.has_query(_query_id(session, 0)):
             j = 0
-            while True:
-                try:
-                    query = t.store.query(_query_id(session, j))
-                except UnknownQueryError:
-                    break
+            while t.store.has_query(_query_id(session, j)):
+                query = t.store.query(_query_id(session, j))
                 found.add(frozenset((query.left.segment_id, query.right.segment_id)))
                 j += 1
-            if j == 0:
-                return found
             session += 1
+        return found
 
     def run(self) -> None:
         """Ask this session's queries, store every answer, then retrain and relabel."""
@@ -95,9 +90,7 @@ class FeedbackSession:
             query_id = _query_id(st.session, j)
             label = PreferenceLabel(query_id=query_id, choice=Choice(int(choices[j])),
                                     labeler_id=t.config.teacher_name)
-            try:
-                t.store.query(query_id)
-            except UnknownQueryError:
+            if not t.store.has_query(query_id):
                 left, right = (self._segment(asked, j, side, ids[index, k])
                                for k, side in enumerate(('left', 'right')))
                 t.store.add_query(PreferenceQuery(
