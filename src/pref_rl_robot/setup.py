@@ -20,6 +20,8 @@ setup(
     entry_points={
         'console_scripts': [
             'fake_robot = pref_rl_robot.ros.fake_robot:main',
+            'robot = pref_rl_robot.ros.robot:main',
+            'segment_recorder = pref_rl_robot.ros.segment_recorder:main',
         ],
     },
 )
