@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
 import time
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -25,9 +27,14 @@ from pref_rl_robot.tasks import (
     task_names,
     task_spec,
 )
+from pref_rl_robot.tasks.panda_tasks import make_panda_task
+from pref_rl_robot.testing import fake_polymetis
 
 # Two MetaWorld environments: one the few-shot paper adapts to, one ML10 test environment.
-CONFORMANCE_TASKS = ('point_mass', 'reacher', 'button-press-v3', 'door-close-v3')
+CONFORMANCE_TASKS = ('point_mass', 'reacher', 'button-press-v3', 'door-close-v3',
+                     'panda_reach', 'panda_push')
+# panda_reach on the Polymetis backend, over the fake polymetis module with a simulated clock.
+FAKE_POLYMETIS_REACH = 'panda_reach@fake_polymetis'
 RENDER_SIZE = 24
 
 
@@ -35,11 +42,22 @@ def _rows(array: np.ndarray) -> set[tuple[float, ...]]:
     return {tuple(np.round(row, 6)) for row in np.asarray(array, np.float64)}
 
 
-@pytest.mark.parametrize('name', CONFORMANCE_TASKS)
-def test_task_conforms_to_the_contract(name: str) -> None:
+def _conformance_maker(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """(task name, ``make_task``-like factory) of a conformance case."""
+    if name != FAKE_POLYMETIS_REACH:
+        return name, make_task
+    world = fake_polymetis.FakeWorld(clock=fake_polymetis.SimulatedClock())
+    monkeypatch.setitem(sys.modules, 'polymetis', fake_polymetis.make_module(world))
+    return 'panda_reach', functools.partial(make_panda_task, backend='polymetis',
+                                            clock=world.clock)
+
+
+@pytest.mark.parametrize('name', (*CONFORMANCE_TASKS, FAKE_POLYMETIS_REACH))
+def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name, make = _conformance_maker(name, monkeypatch)
     spec = task_spec(name)
     assert isinstance(spec, TaskSpec) and spec.name == name
-    env = make_task(name, seed=3, render_size=RENDER_SIZE)
+    env = make(name, seed=3, render_size=RENDER_SIZE)
     try:
         # Spaces: flat float32 observations, float32 actions in [-1, 1].
         assert isinstance(env.observation_space, gymnasium.spaces.Box)
@@ -92,7 +110,7 @@ def test_task_conforms_to_the_contract(name: str) -> None:
         env.close()
 
     # Held-out goals: their own set, disjoint from the training goals.
-    eval_env = make_task(name, goals='eval', seed=3, render_size=RENDER_SIZE)
+    eval_env = make(name, goals='eval', seed=3, render_size=RENDER_SIZE)
     try:
         eval_goals = eval_env.unwrapped.goal_set
         assert len(eval_goals) == spec.num_eval_goals

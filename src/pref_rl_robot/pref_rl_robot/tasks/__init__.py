@@ -1,4 +1,4 @@
-"""Tasks for preference RL: goal-conditioned point mass and reacher, and MetaWorld v3.
+"""Tasks for preference RL: goal-conditioned point mass and reacher, MetaWorld v3, Panda.
 
 ``make_task(name, goals='train'|'eval', seed=..., render_size=...)`` returns a gymnasium env;
 ``task_spec(name)`` describes it without building it. See :mod:`.registry` for the contract.

@@ -78,6 +78,8 @@ class TaskSpec:
 _POINT_MASS = 'pref_rl_robot.tasks.point_mass'
 _REACHER = 'pref_rl_robot.tasks.reacher'
 _METAWORLD = 'pref_rl_robot.tasks.metaworld_tasks'
+_PANDA = 'pref_rl_robot.tasks.panda_tasks'
+_PANDA_TASKS = ('panda_reach', 'panda_push')
 
 
 def _module_for(name: str) -> Any:
@@ -87,6 +89,8 @@ def _module_for(name: str) -> Any:
         return importlib.import_module(_POINT_MASS)
     if name == 'reacher':
         return importlib.import_module(_REACHER)
+    if name in _PANDA_TASKS:
+        return importlib.import_module(_PANDA)
     metaworld_tasks = importlib.import_module(_METAWORLD)
     if name in metaworld_tasks.METAWORLD_TASKS:
         return metaworld_tasks
@@ -94,9 +98,10 @@ def _module_for(name: str) -> Any:
 
 
 def task_names() -> tuple[str, ...]:
-    """Every task ``make_task`` accepts: point mass, reacher, then the MetaWorld v3 tasks."""
+    """Every task ``make_task`` accepts: point mass, reacher, the MetaWorld v3 tasks, then the
+    Franka Panda tasks (PyBullet)."""
     metaworld_tasks = importlib.import_module(_METAWORLD)
-    return ('point_mass', 'reacher', *metaworld_tasks.METAWORLD_TASKS)
+    return ('point_mass', 'reacher', *metaworld_tasks.METAWORLD_TASKS, *_PANDA_TASKS)
 
 
 def task_spec(name: str) -> TaskSpec:

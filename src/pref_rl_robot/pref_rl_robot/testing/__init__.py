@@ -1,0 +1,1 @@
+"""Test doubles for the robot package (a fake ``polymetis`` module, ...)."""
