@@ -65,6 +65,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from pref_rl_learner.bag import check_bag, read_metadata, recover_bag
+    from pref_rl_learner.bag.metadata import format_info
+
+    if args.bag_command == 'info':
+        print(format_info(args.bag, read_metadata(args.bag)))
+        return 0
+    report = check_bag(args.bag)
+    print(report.format())
+    if report.ok or not args.recover:
+        return 0 if report.ok else 1
+    recovery = recover_bag(args.bag)
+    print(recovery.format())
+    return 0 if recovery.after.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pref-rl`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -119,6 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help='output PNG (default: <first run>/curves.png)')
     plot.add_argument('--title', default='', help='figure title')
     plot.set_defaults(handler=_cmd_plot)
+
+    bag = sub.add_parser(
+        'bag', help='inspect, validate and recover recorded bags (rosbag2, MCAP)',
+        description='Bags written by the segment_recorder node (docs/bags.md).')
+    bag_sub = bag.add_subparsers(dest='bag_command', required=True, metavar='BAG_COMMAND')
+    check = bag_sub.add_parser(
+        'check', help='validate a bag; --recover salvages what a crash left',
+        description='Check metadata.yaml against the files and every file record by record '
+                    '(bounds, CRCs, statistics); report each file as ok, missing, truncated, '
+                    'corrupt, count mismatch, unlisted or open. Exit status 0: the bag is '
+                    'valid (after recovery, with --recover); 1: it is not.')
+    check.add_argument('bag', type=Path, help='bag directory')
+    check.add_argument('--recover', action='store_true',
+                       help='salvage the intact messages of torn or corrupt files into closed '
+                            'files (originals kept in .torn/), rebuild metadata.yaml and name '
+                            'what was lost')
+    check.set_defaults(handler=_cmd_bag)
+    info = bag_sub.add_parser('info', help='summarize a bag, like `ros2 bag info`')
+    info.add_argument('bag', type=Path, help='bag directory')
+    info.set_defaults(handler=_cmd_bag)
     return parser
 
 
