@@ -21,6 +21,8 @@ eval "$_pref_rl_u"; unset _pref_rl_u
 export PREF_RL_ROOT="$_pref_rl_root"
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+# The wheels are ROS 2 Kilted; a sourced /opt/ros setup sets its own ROS_DISTRO (bags record it).
+export ROS_DISTRO=${ROS_DISTRO:-kilted}
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$_pref_rl_root/log/ros}
 export MUJOCO_GL=${MUJOCO_GL:-osmesa}
 export PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-osmesa}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pref_rl_learner.bag import check_bag, read_segments
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,10 +20,20 @@ def test_sim_session_launch_file_runs_to_completion(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['segments'] == 40
-    assert summary['env_steps'] == 40 * 25  # segment_length from config/sim_session.yaml
+    assert summary['env_steps'] == 40 * 10  # the point mass's segment length
     assert summary['malformed_segments'] == 0
-    assert summary['sources'] == ['/fake_robot']
-    assert '[fake_robot]' in result.stdout and '[session_monitor]' in result.stdout
+    assert summary['sources'] == ['/robot']
+    assert '[robot]' in result.stdout and '[session_monitor]' in result.stdout
+
+    # The recorder closed the bag cleanly: it checks OK and holds at least every segment the
+    # monitor counted, contiguous within each episode, from the point-mass task.
+    assert check_bag(tmp_path / 'bag').ok
+    segments = list(read_segments(tmp_path / 'bag'))
+    assert len(segments) >= 40
+    assert {s.task for s in segments} == {'point_mass'}
+    for before, after in zip(segments, segments[1:]):
+        if after.episode == before.episode:
+            assert after.start_step == before.start_step + before.length
 
 
 def test_sim_session_declares_its_documented_arguments():
@@ -29,5 +41,5 @@ def test_sim_session_declares_its_documented_arguments():
         ['pref-rl', 'launch', str(ROOT / 'launch' / 'sim_session.launch.xml'), '--show-args'],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    for name in ('run_dir', 'segments', 'config'):
+    for name in ('run_dir', 'segments', 'task', 'config'):
         assert f'{name} (default:' in result.stdout
