@@ -1,5 +1,6 @@
 """The session launch file users run (README command 1), end to end as separate processes."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -31,7 +32,7 @@ def test_sim_session_launch_file_runs_to_completion(tmp_path):
     segments = list(read_segments(tmp_path / 'bag'))
     assert len(segments) >= 40
     assert {s.task for s in segments} == {'point_mass'}
-    for before, after in zip(segments, segments[1:]):
+    for before, after in itertools.pairwise(segments):
         if after.episode == before.episode:
             assert after.start_step == before.start_step + before.length
 

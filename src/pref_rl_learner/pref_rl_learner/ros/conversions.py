@@ -10,15 +10,14 @@ field; the domain dataclasses then validate dtypes and finiteness.
 from __future__ import annotations
 
 import array
-import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
 
-from pref_rl_learner.errors import MalformedMessageError
+from pref_rl_learner import decoding
+from pref_rl_learner.decoding import STATUS_FIELDS
 from pref_rl_learner.types import (
     LearnerStatus,
-    Phase,
     PolicyWeights,
     PreferenceLabel,
     PreferenceQuery,
@@ -45,16 +44,6 @@ def _out(arr: np.ndarray | None, typecode: str, dtype: type) -> array.array:
     if arr is not None:
         out.frombytes(np.ascontiguousarray(arr, dtype=dtype).reshape(-1).view(np.uint8).data)
     return out
-
-
-def _in(field: str, values: array.array, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    """array.array -> read-only numpy view with the given shape, or a clear error."""
-    flat = np.frombuffer(values, dtype=dtype)
-    expected = math.prod(shape)
-    if flat.size != expected:
-        raise MalformedMessageError(
-            f'{field}: {flat.size} values, but the declared shape {list(shape)} needs {expected}')
-    return flat.reshape(shape)
 
 
 def segment_to_ros(segment: Segment) -> msg.Segment:
@@ -91,38 +80,7 @@ def segment_from_ros(m: msg.Segment) -> Segment:
         MalformedMessageError: an array's length disagrees with ``length`` and the shapes.
         InvalidSegmentError: the arrays are consistent but invalid (NaN, no steps, ...).
     """
-    t = m.length
-    obs_shape, act_shape = (t, *m.observation_shape), (t, *m.action_shape)
-    fields = {
-        'observations': _in('observations', m.observations, np.float32, obs_shape),
-        'actions': _in('actions', m.actions, np.float32, act_shape),
-        'next_observations': _in('next_observations', m.next_observations, np.float32,
-                                 obs_shape),
-        'terminated': _in('terminated', m.terminated, np.uint8, (t,)) != 0,
-        'truncated': _in('truncated', m.truncated, np.uint8, (t,)) != 0,
-    }
-    if len(m.rewards):
-        fields['rewards'] = _in('rewards', m.rewards, np.float32, (t,))
-    if len(m.success):
-        fields['success'] = _in('success', m.success, np.uint8, (t,)) != 0
-    if len(m.frames) or len(m.frame_shape):
-        if len(m.frame_shape) != 3 or m.frame_stride < 1:
-            raise MalformedMessageError(
-                f'frames: frame_shape {list(m.frame_shape)} must be [H, W, C] and frame_stride '
-                f'{m.frame_stride} >= 1')
-        n_frames = math.ceil(t / m.frame_stride)
-        fields['frames'] = _in('frames', m.frames, np.uint8, (n_frames, *m.frame_shape))
-        fields['frame_stride'] = m.frame_stride
-    return Segment(
-        segment_id=m.segment_id,
-        task=m.task,
-        source_id=m.source_id,
-        episode=m.episode,
-        start_step=m.start_step,
-        policy_version=m.policy_version,
-        stamp_ns=stamp_from_ros(m.header.stamp),
-        **fields,
-    )
+    return decoding.segment(m)
 
 
 def query_to_ros(query: PreferenceQuery) -> msg.PreferenceQuery:
@@ -140,15 +98,7 @@ def query_to_ros(query: PreferenceQuery) -> msg.PreferenceQuery:
 
 def query_from_ros(m: msg.PreferenceQuery) -> PreferenceQuery:
     """``pref_rl_msgs/PreferenceQuery`` -> domain :class:`PreferenceQuery`."""
-    return PreferenceQuery(
-        query_id=m.query_id,
-        left=segment_from_ros(m.left),
-        right=segment_from_ros(m.right),
-        feedback_session=m.feedback_session,
-        sampler=m.sampler,
-        reward_model_version=m.reward_model_version,
-        stamp_ns=stamp_from_ros(m.header.stamp),
-    )
+    return decoding.query(m)
 
 
 def label_to_ros(label: PreferenceLabel) -> msg.PreferenceLabel:
@@ -168,13 +118,7 @@ def label_from_ros(m: msg.PreferenceLabel) -> PreferenceLabel:
     Raises:
         InvalidLabelError: unknown choice, empty query id or bad response time.
     """
-    return PreferenceLabel(
-        query_id=m.query_id,
-        choice=m.choice,
-        labeler_id=m.labeler_id,
-        response_time_s=m.response_time,
-        stamp_ns=stamp_from_ros(m.header.stamp),
-    )
+    return decoding.label(m)
 
 
 def weights_to_ros(weights: PolicyWeights) -> msg.PolicyWeights:
@@ -193,31 +137,13 @@ def weights_to_ros(weights: PolicyWeights) -> msg.PolicyWeights:
 
 
 def weights_from_ros(m: msg.PolicyWeights) -> PolicyWeights:
-    """``pref_rl_msgs/PolicyWeights`` -> domain :class:`PolicyWeights` (views into the message)."""
-    if len(m.ranks) != len(m.names):
-        raise MalformedMessageError(f'{len(m.names)} names but {len(m.ranks)} ranks')
-    if sum(m.ranks) != len(m.dims):
-        raise MalformedMessageError(
-            f'ranks sum to {sum(m.ranks)} but there are {len(m.dims)} dims')
-    data = np.frombuffer(m.data, dtype=np.float32)
-    tensors, d, offset = {}, 0, 0
-    for name, rank in zip(m.names, m.ranks, strict=True):
-        shape = tuple(m.dims[d:d + rank])
-        d += rank
-        size = math.prod(shape)
-        if offset + size > data.size:
-            raise MalformedMessageError(f'tensor {name!r} {list(shape)} runs past the data')
-        tensors[name] = data[offset:offset + size].reshape(shape)
-        offset += size
-    if offset != data.size:
-        raise MalformedMessageError(f'{data.size - offset} data values belong to no tensor')
-    return PolicyWeights(version=m.version, tensors=tensors, architecture=m.architecture,
-                         stamp_ns=stamp_from_ros(m.header.stamp))
+    """``pref_rl_msgs/PolicyWeights`` -> domain :class:`PolicyWeights` (views into the message).
 
-
-_STATUS_FIELDS = ('env_steps', 'gradient_steps', 'feedback_session', 'queries_published',
-                  'labels_stored', 'labels_skipped', 'feedback_budget', 'reward_model_version',
-                  'reward_model_accuracy', 'policy_version', 'mean_true_return', 'success_rate')
+    Raises:
+        MalformedMessageError: names, ranks, dims and data do not agree.
+        InvalidWeightsError: non-finite values.
+    """
+    return decoding.weights(m)
 
 
 def status_to_ros(status: LearnerStatus) -> msg.LearnerStatus:
@@ -225,17 +151,11 @@ def status_to_ros(status: LearnerStatus) -> msg.LearnerStatus:
     m = msg.LearnerStatus()
     m.header.stamp = stamp_to_ros(status.stamp_ns)
     m.phase = int(status.phase)
-    for name in _STATUS_FIELDS:
+    for name in STATUS_FIELDS:
         setattr(m, name, getattr(status, name))
     return m
 
 
 def status_from_ros(m: msg.LearnerStatus) -> LearnerStatus:
     """``pref_rl_msgs/LearnerStatus`` -> domain :class:`LearnerStatus`."""
-    try:
-        phase = Phase(m.phase)
-    except ValueError:
-        raise MalformedMessageError(f'phase {m.phase} is not a known phase') from None
-    return LearnerStatus(phase=phase, stamp_ns=stamp_from_ros(m.header.stamp),
-                         **{name: getattr(m, name) for name in _STATUS_FIELDS})
-
+    return decoding.learner_status(m)

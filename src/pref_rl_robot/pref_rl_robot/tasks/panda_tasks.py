@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from pref_rl_robot.panda.backend import Clock, PandaBackend
 from pref_rl_robot.panda.env import PandaEnv
 from pref_rl_robot.panda.errors import PandaConfigError
@@ -44,10 +42,9 @@ from pref_rl_robot.panda.polymetis_backend import (
 from pref_rl_robot.panda.safety import SafetyConfig
 from pref_rl_robot.panda.task import PandaTask
 from pref_rl_robot.tasks.registry import (
-    TaskArgumentError,
     TaskSpec,
     UnknownTaskError,
-    check_goals,
+    check_make_arguments,
 )
 
 REACH_EPISODE_LENGTH = 100
@@ -149,13 +146,7 @@ def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train
     if name not in PANDA_TASKS:
         raise UnknownTaskError(f'unknown Panda task {name!r}; valid: {", ".join(PANDA_TASKS)}')
     task = PANDA_TASKS[name]
-    check_goals(goals)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or seed < 0):
-        raise TaskArgumentError(f'seed must be a non-negative int or None, got {seed!r}')
-    if (isinstance(render_size, bool) or not isinstance(render_size, (int, np.integer))
-            or not 8 <= render_size <= 1024):
-        raise TaskArgumentError(f'render_size must be an int in [8, 1024], got {render_size!r}')
+    check_make_arguments(goals, seed, render_size)
     if backend == 'pybullet':
         extras = [k for k, v in (('polymetis', polymetis), ('tracker', tracker),
                                  ('camera', camera), ('clock', clock)) if v is not None]

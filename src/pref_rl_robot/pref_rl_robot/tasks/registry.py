@@ -129,6 +129,20 @@ def make_task(name: str, *, goals: str = 'train', seed: int | None = None,
         TaskArgumentError: ``goals``, ``seed`` or ``render_size`` is invalid.
     """
     module = _module_for(name)
+    check_make_arguments(goals, seed, render_size)
+    return module.make(name, goals=goals, seed=None if seed is None else int(seed),
+                       render_size=int(render_size))
+
+
+# --- What every task shares ----------------------------------------------------------------
+
+
+def check_make_arguments(goals: str, seed: Any, render_size: Any) -> None:
+    """Check ``make_task``'s ``goals``, ``seed`` and ``render_size`` arguments.
+
+    Raises:
+        TaskArgumentError: naming the first bad argument.
+    """
     check_goals(goals)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                              or seed < 0):
@@ -136,11 +150,6 @@ def make_task(name: str, *, goals: str = 'train', seed: int | None = None,
     if (isinstance(render_size, bool) or not isinstance(render_size, (int, np.integer))
             or not 8 <= render_size <= 1024):
         raise TaskArgumentError(f'render_size must be an int in [8, 1024], got {render_size!r}')
-    return module.make(name, goals=goals, seed=None if seed is None else int(seed),
-                       render_size=int(render_size))
-
-
-# --- What every task shares ----------------------------------------------------------------
 
 
 def check_goals(goals: str) -> str:
