@@ -65,6 +65,23 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reward_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pref_rl_learner.offline_reward import format_summary, load_config, train_reward_model
+
+    config = load_config(args.config)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed,
+                                     store=dataclasses.replace(config.store, seed=args.seed))
+    if args.val_fraction is not None:
+        config = dataclasses.replace(config, store=dataclasses.replace(
+            config.store, validation_fraction=args.val_fraction))
+    print(format_summary(train_reward_model(args.bag, args.out, config=config,
+                                            store_dir=args.store)))
+    return 0
+
+
 def _cmd_bag(args: argparse.Namespace) -> int:
     from pref_rl_learner.bag import check_bag, read_metadata, recover_bag
     from pref_rl_learner.bag.metadata import format_info
@@ -135,6 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help='output PNG (default: <first run>/curves.png)')
     plot.add_argument('--title', default='', help='figure title')
     plot.set_defaults(handler=_cmd_plot)
+
+    reward = sub.add_parser(
+        'reward-train', help='train a reward model offline from recorded bags',
+        description='Rebuild a preference store from the queries and labels recorded in the '
+                    'bags (duplicates stored once, labels without their query skipped), train '
+                    'a reward ensemble on its train split, report train and validation '
+                    'accuracy and write a reward-model checkpoint a learner can start from. '
+                    'Deterministic for a given seed.')
+    reward.add_argument('--bag', type=Path, nargs='+', required=True, metavar='DIR',
+                        help='bag directories (or .mcap files), read in this order')
+    reward.add_argument('--out', type=Path, required=True, help='checkpoint to write')
+    reward.add_argument('--config', type=Path, default=None,
+                        help='YAML with reward_model / reward_training / store / seed sections '
+                             '(pref_rl_learner.offline_reward.RewardTrainConfig)')
+    reward.add_argument('--store', type=Path, default=None,
+                        help='directory of the rebuilt preference store (default: OUT with '
+                             'suffix .store)')
+    reward.add_argument('--seed', type=int, default=None,
+                        help='seed of initialisation, shuffling and the validation split')
+    reward.add_argument('--val-fraction', type=float, default=None, metavar='F',
+                        help='share of labels held out for validation (default 0.2)')
+    reward.set_defaults(handler=_cmd_reward_train)
 
     bag = sub.add_parser(
         'bag', help='inspect, validate and recover recorded bags (rosbag2, MCAP)',
