@@ -23,6 +23,7 @@ setup(
         'console_scripts': [
             'pref-rl = pref_rl_learner.cli:main',
             'session_monitor = pref_rl_learner.ros.session_monitor:main',
+            'learner = pref_rl_learner.ros.learner:main',
             'teacher = pref_rl_learner.ros.teacher:main',
         ],
     },

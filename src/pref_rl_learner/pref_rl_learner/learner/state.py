@@ -1,0 +1,102 @@
+"""Checkpoint contents of the asynchronous learner and their save/restore.
+
+Networks and optimisers, the replay buffer, the reward ensemble and its trainer, the
+state-entropy statistics, the segment store, the counters and the random generators. The
+preference store is not inside: it is durable on its own, newer than any checkpoint, and
+is the source of the budget, the sessions asked and the pending queries on resume
+(:meth:`LearnerCore._sync_with_store`). Loading never unpickles code
+(:func:`~pref_rl_learner.checkpoint.load_checkpoint` uses ``weights_only``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pref_rl_learner.pebble.config import to_mapping
+
+if TYPE_CHECKING:
+    from pref_rl_learner.learner.core import LearnerCore
+
+FORMAT = 1
+CHECKPOINT_NAME = 'checkpoint.pt'
+"""File name of the learner's checkpoint inside the run directory."""
+
+
+@dataclass
+class LearnerState:
+    """Counters of the learner (mutable; saved as plain data)."""
+
+    env_steps: int = 0
+    """Transitions received."""
+    budgeted_updates: int = 0
+    """SAC updates counted against ``updates_per_step`` (reset updates are not)."""
+    sessions_started: int = 0
+    """Feedback sessions whose queries were asked."""
+    critic_reset_done: bool = False
+    """The critics were reset after the first reward training."""
+    labels_trained: int = 0
+    """Trainable labels in the store when the reward model was last trained."""
+    unlabelled: int = 0
+    """Newest transitions in the buffer not yet given the learned reward."""
+    policy_version: int = 0
+    """Version of the last exported policy weights."""
+    last_export_updates: int = 0
+    """``agent.num_updates`` at the last export."""
+    reward_model_accuracy: float = math.nan
+    """Validation accuracy of the last reward training (NaN: not measured)."""
+
+
+def save_learner_state(core: LearnerCore, path: Path) -> None:
+    """Atomically write the learner's state to ``path`` (the caller holds its locks)."""
+    save_checkpoint(path, {
+        'format': FORMAT,
+        'config': to_mapping(core.config),
+        'state': dataclasses.asdict(core.state),
+        'agent': core.agent.state_dict(),
+        'buffer': core.buffer.state_dict(),
+        'reward_model': core.reward_model.state_dict(),
+        'reward_model_version': core.reward_model.version,
+        'reward_trainer': core.reward_trainer.state_dict(),
+        'entropy': core.entropy.stats.state_dict(),
+        'segments': core.segments.state_dict(),
+        'episodes': [[float(r), bool(s)] for r, s in core.episodes],
+        'rng': {'run': core.rng.bit_generator.state,
+                'sample_generator': core.sample_generator.get_state()},
+    })
+
+
+def load_learner_state(core: LearnerCore, path: Path) -> None:
+    """Restore a checkpoint written by :func:`save_learner_state` into ``core``.
+
+    Raises:
+        CheckpointError: unreadable, of another format, or written for a different config.
+    """
+    state = load_checkpoint(path, map_location=core.agent.device)
+    if state.get('format') != FORMAT or 'segments' not in state:
+        raise CheckpointError(f'{path}: not a learner checkpoint of format {FORMAT}')
+    if state.get('config') != to_mapping(core.config):
+        raise CheckpointError(f'{path}: written for a different config; resume with the '
+                              "run's own config")
+    try:
+        core.state = LearnerState(**state['state'])
+        core.agent.load_state_dict(state['agent'])
+        core.buffer.load_state_dict(state['buffer'])
+        core.reward_model.load_state_dict(state['reward_model'])
+        core.reward_model.version = int(state['reward_model_version'])
+        core.reward_trainer.load_state_dict(state['reward_trainer'])
+        core.entropy.stats.load_state_dict(state['entropy'])
+        core.segments.load_state_dict(state['segments'])
+        core.episodes.clear()
+        core.episodes.extend((float(r), bool(s)) for r, s in state['episodes'])
+        core.rng.bit_generator.state = state['rng']['run']
+        core.sample_generator.set_state(state['rng']['sample_generator'])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: {err}') from err
+    # Segment ids in the restored store must not be ingested twice.
+    for segment in core.segments:
+        core._recent_ids[segment.segment_id] = None

@@ -1,0 +1,317 @@
+"""``learner`` node: PEBBLE fed by the robot's segments, labels through a service.
+
+Maps ROS onto :class:`pref_rl_learner.learner.LearnerCore`, which holds all the learning
+state; a :class:`~pref_rl_learner.learner.LearnerWorker` thread runs SAC updates, query
+selection and reward training, so message handling is never blocked by learning.
+
+Parameters (one per field of :class:`LearnerNodeConfig` and
+:class:`~pref_rl_learner.learner.LearnerConfig`; ``ros2 param describe`` shows each field's
+docstring):
+
+- ``config`` (str): a ``pref-rl train`` YAML file (:class:`TrainConfig`: task, algorithm,
+  seed/unsupervised steps, SAC, reward model, query selection, feedback schedule and
+  budget, ...), e.g. ``config/pebble_point_mass.yaml``; '' uses TrainConfig's defaults.
+  Relative paths are relative to the working directory.
+- ``run_dir`` (str): where the preference store (``preferences/``) and ``checkpoint.pt``
+  live; '' makes ``runs/<timestamp>-learner``. An existing run directory is resumed: the
+  checkpoint is loaded, every acknowledged label is read back from the store, and queries
+  asked but unanswered are published again.
+- ``checkpoint_interval_s`` (float, 300): periodic checkpoints; 0 disables them.
+- ``publish_period_s`` (float, 0.05): how often new queries, weights and a changed status
+  are published.
+- ``frames_service`` (str, ``robot/get_segment_frames``), ``frames_timeout_s`` (float, 1.0):
+  before a query is published the frames of both segments are asked from the robot; if the
+  service is absent, fails or is late the query goes out without frames.
+- ``republish_period_s`` (float, 30): unanswered queries are published again this often
+  (a labeller that started late still gets them; answers are idempotent); 0: never.
+- ``torch_threads`` (int, 1): torch intra-op threads; 0 leaves torch's default.
+- ``updates_per_step``, ``update_chunk``, ``policy_publish_interval``,
+  ``train_after_labels``, ``segment_store_capacity``, ``stats_window_episodes``: see
+  :class:`~pref_rl_learner.learner.LearnerConfig`.
+
+Topics:
+
+- subscribes ``segments`` (pref_rl_msgs/Segment, STREAM). A malformed segment (lengths that
+  disagree with the shapes, NaN/inf, another task or shape, a repeated id) is logged with
+  the reason and counted; the node goes on.
+- publishes ``queries`` (PreferenceQuery, STREAM): each query is durably stored before it is
+  published; ids are ``session<k>-q<j>``.
+- publishes ``labels`` (PreferenceLabel, STREAM): every newly stored label, after it is on
+  disk (for the segment recorder: the bag holds every acknowledged label).
+- publishes ``policy_weights`` (PolicyWeights, LATCHED) every ``policy_publish_interval``
+  SAC updates, versions 1, 2, ...
+- publishes ``learner_status`` (LearnerStatus, LATCHED) after every ingested segment (its
+  ``env_steps`` drives the robot's flow control), every answered label, and on any change.
+
+Services:
+
+- ``submit_label`` (SubmitLabel; relative, so ``/submit_label`` by default): ``success`` only
+  once the label is fsynced; message ``stored`` or ``already stored`` (the identical answer
+  again). Unknown query ids, a different answer to an answered query and choices outside
+  1..5 are refused with ``success: false`` and the reason.
+- ``~/save_checkpoint`` (SaveCheckpoint): write a checkpoint now (``path`` '' : the run
+  directory's ``checkpoint.pt``).
+
+SIGINT/SIGTERM: the worker stops after its current unit of work, a final checkpoint is
+written, the node exits with status 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+
+from pref_rl_learner.config import ConfigError
+from pref_rl_learner.errors import PrefRLError
+from pref_rl_learner.learner import LearnerConfig, LearnerCore, LearnerWorker
+from pref_rl_learner.pebble.config import TrainConfig, load_config
+from pref_rl_learner.ros.conversions import (
+    label_from_ros,
+    label_to_ros,
+    query_to_ros,
+    segment_from_ros,
+    status_to_ros,
+    weights_to_ros,
+)
+from pref_rl_learner.ros.node_main import NodeExit, run_node
+from pref_rl_learner.ros.params import declare_config
+from pref_rl_learner.ros.qos import LATCHED, STREAM
+from pref_rl_learner.types import LearnerStatus, PreferenceQuery, Segment
+from pref_rl_msgs.msg import LearnerStatus as LearnerStatusMsg
+from pref_rl_msgs.msg import PolicyWeights as PolicyWeightsMsg
+from pref_rl_msgs.msg import PreferenceLabel as PreferenceLabelMsg
+from pref_rl_msgs.msg import PreferenceQuery as PreferenceQueryMsg
+from pref_rl_msgs.msg import Segment as SegmentMsg
+from pref_rl_msgs.srv import GetSegmentFrames, SaveCheckpoint, SubmitLabel
+
+
+@dataclass(frozen=True)
+class LearnerNodeConfig:
+    """Parameters of the ``learner`` node beyond the learner's (:class:`LearnerConfig`)."""
+
+    config: str = ''
+    """TrainConfig YAML file of the run (as for ``pref-rl train``); '' : the defaults."""
+    run_dir: str = ''
+    """Run directory (label store, checkpoint); resumed if it exists; '' : a new one under
+    ``runs/``."""
+    checkpoint_interval_s: float = 300.0
+    """Seconds between periodic checkpoints; 0: only on request and at shutdown."""
+    publish_period_s: float = 0.05
+    """Seconds between checks for new queries, weights and status changes to publish."""
+    frames_service: str = 'robot/get_segment_frames'
+    """GetSegmentFrames service asked for the frames of queried segments ('' : never)."""
+    frames_timeout_s: float = 1.0
+    """A query waits at most this long for its frames, then goes out without them."""
+    republish_period_s: float = 30.0
+    """Publish unanswered queries again this often, seconds (0: only once)."""
+    torch_threads: int = 1
+    """torch intra-op threads (0: torch's default). 1 is much faster for the small networks
+    of the point mass on a CPU: a multi-threaded pool and the executor thread fight over the
+    cores and the GIL."""
+
+    def __post_init__(self) -> None:
+        for name in ('checkpoint_interval_s', 'frames_timeout_s', 'republish_period_s',
+                     'torch_threads'):
+            if getattr(self, name) < 0:
+                raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
+        if not self.publish_period_s > 0:
+            raise ConfigError(f'publish_period_s must be > 0, got {self.publish_period_s}')
+
+
+@dataclass
+class _Outgoing:
+    """A query waiting for the frames of its segments."""
+
+    query: PreferenceQuery
+    futures: dict
+    deadline: float
+
+
+class LearnerNode(Node):
+    """The ``learner`` node; ``kwargs`` go to :class:`rclpy.node.Node` (parameter overrides)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('learner', **kwargs)
+        self.node_config = c = declare_config(self, LearnerNodeConfig)
+        self.learner_config = declare_config(self, LearnerConfig)
+        if c.torch_threads:
+            import torch
+            torch.set_num_threads(c.torch_threads)
+        train = load_config(c.config) if c.config else TrainConfig()
+        run_dir = Path(c.run_dir or f'runs/{time.strftime("%Y%m%d-%H%M%S")}-learner')
+        self.core = LearnerCore(train, self.learner_config, run_dir)
+        self.segments_rejected = 0
+        self.labels_rejected = 0
+        self._outgoing: list[_Outgoing] = []
+        self._last_status: str | None = None
+        self._last_republish = time.monotonic()
+        self._destroyed = False
+
+        self.query_pub = self.create_publisher(PreferenceQueryMsg, 'queries', STREAM)
+        self.label_pub = self.create_publisher(PreferenceLabelMsg, 'labels', STREAM)
+        self.weights_pub = self.create_publisher(PolicyWeightsMsg, 'policy_weights', LATCHED)
+        self.status_pub = self.create_publisher(LearnerStatusMsg, 'learner_status', LATCHED)
+        self.create_subscription(SegmentMsg, 'segments', self.on_segment, STREAM)
+        self.create_service(SubmitLabel, 'submit_label', self.on_submit_label)
+        self.create_service(SaveCheckpoint, '~/save_checkpoint', self.on_save_checkpoint)
+        self.frames_client = (self.create_client(GetSegmentFrames, c.frames_service)
+                              if c.frames_service else None)
+        self.create_timer(c.publish_period_s, self.on_publish_timer)
+        if c.checkpoint_interval_s:
+            self.create_timer(c.checkpoint_interval_s, self.on_checkpoint_timer)
+        self.worker = LearnerWorker(self.core)
+        self.worker.start()
+        status = self.core.status()
+        self.get_logger().info(
+            f'{train.algorithm} on {train.task} in {run_dir}: '
+            + (f'resumed at {status.env_steps} env steps, ' if self.core.resumed else '')
+            + f'{status.labels_stored} labels stored, '
+            f'{len(self.core.store.pending_queries())} queries awaiting an answer')
+        self.publish_status()
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def on_segment(self, msg: SegmentMsg) -> None:
+        """Ingest a segment; a malformed one is logged with the reason and counted."""
+        try:
+            self.core.ingest(segment_from_ros(msg))
+        except PrefRLError as err:
+            self.segments_rejected += 1
+            self.get_logger().warning(
+                f'segment {msg.segment_id!r} rejected ({self.segments_rejected} so far): '
+                f'{type(err).__name__}: {err}')
+            return
+        self.publish_status()
+
+    def on_submit_label(self, request: SubmitLabel.Request,
+                        response: SubmitLabel.Response) -> SubmitLabel.Response:
+        """Store a label durably, then answer; refuse invalid or conflicting ones."""
+        try:
+            label = label_from_ros(request.label)
+            response.message = self.core.submit_label(label)
+            response.success = True
+        except PrefRLError as err:
+            self.labels_rejected += 1
+            response.success = False
+            response.message = f'{type(err).__name__}: {err}'
+            self.get_logger().warning(f'label for {request.label.query_id!r} refused: '
+                                      f'{response.message}')
+            return response
+        if response.message == 'stored':  # durable now: the recorder may see it
+            self.label_pub.publish(label_to_ros(label))
+        self.publish_status()
+        return response
+
+    def on_save_checkpoint(self, request: SaveCheckpoint.Request,
+                           response: SaveCheckpoint.Response) -> SaveCheckpoint.Response:
+        """Write a checkpoint now."""
+        try:
+            response.path = str(self.core.checkpoint(request.path or None))
+        except (PrefRLError, OSError) as err:
+            response.success, response.message = False, f'{type(err).__name__}: {err}'
+            self.get_logger().error(f'checkpoint failed: {response.message}')
+            return response
+        response.success, response.message = True, 'checkpoint written'
+        return response
+
+    # ---------------------------------------------------------------------------- outputs
+
+    def on_publish_timer(self) -> None:
+        """Publish new weights and queries (frames attached when they came), status."""
+        if self.worker.error is not None:
+            raise NodeExit(1, f'the learner worker failed: {type(self.worker.error).__name__}: '
+                              f'{self.worker.error}')
+        weights = self.core.take_weights()
+        if weights is not None:
+            self.weights_pub.publish(weights_to_ros(weights))
+            self.get_logger().info(f'policy version {weights.version} published')
+        now = time.monotonic()
+        period = self.node_config.republish_period_s
+        if period and now - self._last_republish >= period:
+            self._last_republish = now
+            waiting = {o.query.query_id for o in self._outgoing}
+            for query in self.core.pending_queries():
+                if query.query_id not in waiting:
+                    self.query_pub.publish(query_to_ros(query))
+        for query in self.core.take_queries():
+            self._outgoing.append(self._request_frames(query, now))
+        still = []
+        for out in self._outgoing:
+            if all(f.done() for f in out.futures.values()) or now >= out.deadline:
+                self.query_pub.publish(query_to_ros(self._with_frames(out)))
+            else:
+                still.append(out)
+        self._outgoing = still
+        self.publish_status(only_if_changed=True)
+
+    def _request_frames(self, query: PreferenceQuery, now: float) -> _Outgoing:
+        futures = {}
+        client = self.frames_client
+        if client is not None and client.service_is_ready():
+            for side in ('left', 'right'):
+                segment = getattr(query, side)
+                if segment.frames is None:
+                    futures[side] = client.call_async(
+                        GetSegmentFrames.Request(segment_id=segment.segment_id))
+        return _Outgoing(query, futures, now + self.node_config.frames_timeout_s)
+
+    def _with_frames(self, out: _Outgoing) -> PreferenceQuery:
+        sides = {}
+        for side, future in out.futures.items():
+            if not future.done():
+                future.cancel()
+                continue
+            response = future.result()
+            segment: Segment = getattr(out.query, side)
+            if response is None or not response.success:
+                continue
+            try:
+                frames = np.frombuffer(response.frames, dtype=np.uint8).reshape(
+                    -1, *tuple(response.frame_shape))
+                sides[side] = dataclasses.replace(segment, frames=frames,
+                                                  frame_stride=int(response.frame_stride))
+            except (ValueError, PrefRLError) as err:
+                self.get_logger().warning(f'frames of segment {segment.segment_id!r} '
+                                          f'unusable: {err}')
+        return dataclasses.replace(out.query, **sides) if sides else out.query
+
+    def publish_status(self, only_if_changed: bool = False) -> LearnerStatus:
+        """Publish ``learner_status`` (with ``only_if_changed``: unless nothing changed)."""
+        status = self.core.status()
+        key = repr(dataclasses.replace(status, stamp_ns=0))  # repr: NaN equals NaN
+        if not only_if_changed or key != self._last_status:
+            self._last_status = key
+            self.status_pub.publish(status_to_ros(status))
+        return status
+
+    def on_checkpoint_timer(self) -> None:
+        """Periodic checkpoint."""
+        path = self.core.checkpoint()
+        self.get_logger().info(f'checkpoint written to {path}')
+
+    # --------------------------------------------------------------------------- shutdown
+
+    def destroy_node(self) -> None:
+        """Stop the worker, write a final checkpoint, release the store (once)."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        self.worker.stop()
+        try:
+            if self.worker.error is None:
+                path = self.core.checkpoint()
+                self.get_logger().info(f'final checkpoint written to {path}')
+                self.publish_status()
+        finally:
+            self.core.close()
+            super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``learner`` executable."""
+    return run_node(LearnerNode, args)
