@@ -150,6 +150,9 @@ def test_flow_control_policy_updates_malformed_weights_and_frames(ros, capfd):
     robot = add(robot_node(max_steps_ahead=30, deterministic=True, frame_stride=5,
                            frame_size=32, seed=0))
     probe = Probe(add(rclpy.create_node('probe')), executor)
+    probe.spin_for(0.3)
+    assert not probe.segments and probe.mode == Mode.WAITING  # no learner yet
+    probe.consumed(0)
 
     # Three segments of 10 steps, then the robot waits for the learner.
     assert probe.spin_until(lambda: len(probe.segments) == 3 and probe.mode == Mode.WAITING)

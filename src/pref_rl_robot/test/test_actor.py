@@ -1,5 +1,6 @@
 """The actor core (no ROS): segments, flow control, policy updates, frames, e-stop, resets."""
 
+import dataclasses
 import re
 import sys
 import types
@@ -75,6 +76,8 @@ def test_segments_are_contiguous_and_deterministic_for_a_seed():
 
 def test_flow_control_waits_for_the_learner_and_resumes():
     actor = point_mass_actor(max_steps_ahead=30)
+    assert actor.mode is Mode.WAITING and actor.run(max_steps=10) == []  # no learner yet
+    actor.set_learner_steps(0)
     segments = actor.run(max_steps=1000)
     assert len(segments) == 3 and actor.env_steps == 30
     assert actor.mode is Mode.WAITING and actor.step() is None
@@ -86,6 +89,28 @@ def test_flow_control_waits_for_the_learner_and_resumes():
     actor.set_learner_steps(50)
     assert actor.mode is Mode.WAITING
     actor.consumer_connected = True
+    assert actor.mode is Mode.STEPPING
+
+
+def test_flow_control_counts_from_when_a_learner_appears_or_restarts():
+    actor = point_mass_actor(max_steps_ahead=30)
+    actor.consumer_connected = True
+    # Without flow control (another reader, say a recorder) 50 steps went out before the
+    # learner subscribed: they never reach it, so they must not count as unconsumed.
+    actor.config = dataclasses.replace(actor.config, max_steps_ahead=0)
+    assert len(actor.run(max_steps=50)) == 5
+    actor.config = dataclasses.replace(actor.config, max_steps_ahead=30)
+    actor.set_learner_steps(0)
+    assert len(actor.run(max_steps=1000)) == 3 and actor.steps_ahead == 30
+    actor.set_learner_steps(30)
+    assert len(actor.run(max_steps=1000)) == 3
+    # The learner restarts from a checkpoint at 10 steps: a new baseline, not 50 steps owed.
+    actor.set_learner_steps(10)
+    assert actor.steps_ahead == 0 and len(actor.run(max_steps=1000)) == 3
+    # It disappears (its status publisher is gone): the robot waits for the next one.
+    actor.learner_lost()
+    assert actor.mode is Mode.WAITING and actor.run(max_steps=10) == []
+    actor.set_learner_steps(10)
     assert actor.mode is Mode.STEPPING
 
 
@@ -195,6 +220,7 @@ def test_estop_stops_stepping_refuses_resets_and_release_resumes_the_episode():
 
 def test_reset_drops_the_open_segment_and_starts_a_new_episode():
     actor = point_mass_actor(max_steps_ahead=20)
+    actor.set_learner_steps(0)
     actor.run(max_steps=13)  # one segment published, three steps pending
     assert actor.reset_episode(seed=7) == 1
     assert actor.dropped_steps == 3 and actor.steps_ahead == 10

@@ -5,12 +5,17 @@ backend), a :class:`~pref_rl_robot.actor.policy.LocalPolicy` and a
 :class:`~pref_rl_robot.segmenter.Segmenter`; :meth:`Actor.step` makes one env step and returns
 the segment that step closed, if any. Around the stepping it keeps
 
-- **flow control**: with ``max_steps_ahead`` > 0 it steps only while its transitions (published
-  or in the open segment) exceed the learner's consumption (``LearnerStatus.env_steps``, set
-  with :meth:`Actor.set_learner_steps`) by less than ``max_steps_ahead``; otherwise its mode is
-  WAITING and the arm holds. Segments travel on a reliable topic that keeps the last 256
-  messages: a writer that ran further ahead would overwrite messages the learner has not read
-  yet, so this bound is what makes the stream lossless (:meth:`Actor.max_unread_segments`);
+- **flow control**: with ``max_steps_ahead`` > 0 it steps only while a learner is connected
+  and its transitions (published or in the open segment) exceed the learner's consumption
+  (``LearnerStatus.env_steps``, set with :meth:`Actor.set_learner_steps`) by less than
+  ``max_steps_ahead``; otherwise its mode is WAITING and the arm holds. Both counts are taken
+  from a baseline set when a learner (re)appears: the first status after start or after
+  :meth:`Actor.learner_lost`, or a status whose count went down (a learner resumed from an
+  older checkpoint). Segments published while no learner listened never reach it, so
+  counting them would make the robot wait for good. Segments travel on a reliable topic that
+  keeps the last 256 messages: a writer that ran further ahead would overwrite messages the
+  learner has not read yet, so this bound is what makes the stream lossless
+  (:meth:`Actor.max_unread_segments`);
 - **policy versions**: new weights are checked on arrival and take over at the next segment
   boundary, so all actions of a segment come from the one version recorded in it;
 - **frames**: with ``frame_stride`` > 0 a frame is rendered every ``frame_stride`` steps of a
@@ -182,6 +187,7 @@ class Actor:
         """Policy weights refused since start."""
         self.learner_steps = 0
         """The learner's consumption (``LearnerStatus.env_steps``; 0 until one arrives)."""
+        self._baseline: tuple[int, int] | None = None  # (emitted, learner) steps at contact
         self.consumer_connected = True
         """False makes the actor wait (the node: no subscriber on ``segments`` yet)."""
         self.last_error = ''
@@ -212,9 +218,18 @@ class Actor:
         return self.segmenter.episode
 
     @property
+    def learner_connected(self) -> bool:
+        """True once a learner status arrived (since start or :meth:`learner_lost`)."""
+        return self._baseline is not None
+
+    @property
     def steps_ahead(self) -> int:
-        """Transitions produced (published or in the open segment) minus the learner's."""
-        return self.emitted_steps + self._pending - self.learner_steps
+        """Transitions produced (published or in the open segment) minus the learner's, both
+        counted from the baseline (0 while no learner is connected)."""
+        if self._baseline is None:
+            return 0
+        emitted, consumed = self._baseline
+        return (self.emitted_steps + self._pending - emitted) - (self.learner_steps - consumed)
 
     @property
     def mode(self) -> Mode:
@@ -222,7 +237,8 @@ class Actor:
         if self.hooks.estop_engaged:
             return Mode.ESTOP
         limit = self.config.max_steps_ahead
-        if not self.consumer_connected or (limit and self.steps_ahead >= limit):
+        if not self.consumer_connected or (limit and (
+                not self.learner_connected or self.steps_ahead >= limit)):
             return Mode.WAITING
         return Mode.STEPPING
 
@@ -251,8 +267,19 @@ class Actor:
     # ---------------------------------------------------------------------------- inputs
 
     def set_learner_steps(self, env_steps: int) -> None:
-        """Record the learner's consumption (the ``env_steps`` of its latest status)."""
-        self.learner_steps = int(env_steps)
+        """Record the learner's consumption (the ``env_steps`` of its latest status).
+
+        The first status after start or :meth:`learner_lost`, and a count lower than the last
+        one (a learner restarted from an older checkpoint), set the flow-control baseline.
+        """
+        env_steps = int(env_steps)
+        if self._baseline is None or env_steps < self.learner_steps:
+            self._baseline = (self.emitted_steps, env_steps)
+        self.learner_steps = env_steps
+
+    def learner_lost(self) -> None:
+        """The learner went away: wait (under flow control) until one reports again."""
+        self._baseline = None
 
     def apply_weights(self, weights: PolicyWeights) -> None:
         """Check ``weights``; they act from the next segment boundary on.

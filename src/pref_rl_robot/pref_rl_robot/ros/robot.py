@@ -8,7 +8,10 @@ Maps ROS onto :class:`pref_rl_robot.actor.Actor`, which holds all the logic:
   segment boundary; malformed weights are refused with a logged reason and counted in
   ``RobotStatus.weights_rejected``, and the old policy keeps acting;
 - subscribes to ``learner_status`` (LearnerStatus, latched): its ``env_steps`` is the learner's
-  consumption for flow control (``max_steps_ahead``);
+  consumption for flow control (``max_steps_ahead``). Under flow control the robot steps only
+  once a learner reported, counting from that moment; when the topic loses its publisher
+  (the learner stopped or crashed) it waits for the next report and counts afresh, so a
+  restarted learner is never owed segments it could not have received;
 - serves ``~/reset_episode``, ``~/set_estop`` and ``~/get_segment_frames``.
 
 Stepping: with ``rate_hz`` = 0 (simulation) a zero-period timer steps as fast as flow control
@@ -100,8 +103,8 @@ class RobotNode(Node):
         self.segment_pub = self.create_publisher(SegmentMsg, 'segments', STREAM)
         self.status_pub = self.create_publisher(RobotStatus, 'robot_status', LATCHED)
         self.create_subscription(PolicyWeights, 'policy_weights', self.on_weights, LATCHED)
-        self.create_subscription(LearnerStatus, 'learner_status', self.on_learner_status,
-                                 LATCHED)
+        self.learner_sub = self.create_subscription(LearnerStatus, 'learner_status',
+                                                    self.on_learner_status, LATCHED)
         self.create_service(ResetEpisode, '~/reset_episode', self.on_reset_episode)
         self.create_service(SetEstop, '~/set_estop', self.on_set_estop)
         self.create_service(GetSegmentFrames, '~/get_segment_frames', self.on_get_frames)
@@ -121,8 +124,7 @@ class RobotNode(Node):
 
     def on_step_timer(self) -> None:
         """Step one slice (sim) or one step (control rate); publish what closes."""
-        self.actor.consumer_connected = (self.segment_pub.get_subscription_count()
-                                         >= self.config.min_subscribers)
+        self.check_connections()
         if self.config.rate_hz:
             self.publish_segments(self.actor.run(max_steps=1))
         else:
@@ -154,13 +156,23 @@ class RobotNode(Node):
         """While not stepping: resume when allowed, else keep the arm holding."""
         if not self.step_timer.is_canceled():
             return
-        self.actor.consumer_connected = (self.segment_pub.get_subscription_count()
-                                         >= self.config.min_subscribers)
+        self.check_connections()
         if self.actor.mode is Mode.STEPPING:
             self.step_timer.reset()
         else:
             self.actor.idle(self.config.hold_period_s)
         self.publish_status_on_change()
+
+    def check_connections(self) -> None:
+        """Readers on ``segments``, and whether the learner that set the flow-control
+        baseline is still there (no publisher on ``learner_status``: it went away)."""
+        self.actor.consumer_connected = (self.segment_pub.get_subscription_count()
+                                         >= self.config.min_subscribers)
+        if self.actor.learner_connected and self.learner_sub.get_publisher_count() == 0:
+            self.get_logger().warning('the learner went away: waiting for it under flow '
+                                      'control' if self.actor_config.max_steps_ahead
+                                      else 'the learner went away')
+            self.actor.learner_lost()
 
     def wake(self) -> None:
         """Resume stepping at once if the actor may step (after an input changed)."""
