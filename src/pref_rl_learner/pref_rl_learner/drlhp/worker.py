@@ -1,0 +1,459 @@
+"""The DRLHP worker process: preference collection and reward training beside the agent.
+
+Runs :func:`worker_main` in a process of its own (``spawn``/``forkserver``, torch on
+``worker_torch_threads`` threads). Three channels connect it to the wrapper:
+
+- ``clips`` (bounded ``multiprocessing.Queue``, wrapper → worker): closed clips; the wrapper
+  drops a clip when the queue is full, so ``env.step`` never waits on the worker;
+- ``conn`` (a duplex ``Pipe``): calls from the wrapper (``submit_label``, ``pending``,
+  ``status``, ``save``, ``stop``) answered by a thread in the worker, so a label is
+  acknowledged as soon as the preference store has fsynced it, even while training runs;
+- ``updates`` (``multiprocessing.Queue``, worker → wrapper): new reward-model weights
+  (versioned, as numpy arrays), status and a fatal error, if any.
+
+An intake thread moves clips into a pool of recent segments as they come (so the queue
+drains while training runs). The main thread loops: hold the feedback sessions the schedule
+says are due (select pairs, store the queries, ask the gatherer, store its answers), train
+the ensemble on every stored label when new ones have arrived, refit the reward
+normalisation and publish the weights. Labels are appended to the durable
+:class:`~pref_rl_learner.preferences.PreferenceStore` in ``log_dir/preferences`` before
+anything trains on them; the store never evicts one.
+
+No orphans: the call thread watches the pipe (EOF once the parent's end is gone, which a
+``SIGKILL`` of the parent causes) and the parent pid; when the parent is gone the worker stops
+and, should training not return within ``ORPHAN_GRACE_S``, exits at once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pref_rl_learner.batches import PreferenceBatch, SegmentPairs
+from pref_rl_learner.drlhp.config import DrlhpConfig, DrlhpError
+from pref_rl_learner.drlhp.gatherers import make_gatherer
+from pref_rl_learner.drlhp.segments import Clip
+from pref_rl_learner.durable import atomic_write_bytes
+from pref_rl_learner.errors import PrefRLError
+from pref_rl_learner.types import Choice, PreferenceLabel, PreferenceQuery, Segment
+
+PREFERENCE_STORE_DIR = 'preferences'
+"""Sub-directory of ``log_dir`` holding the durable preference store."""
+SPLIT_FILES = {'train': 'train.npz', 'val': 'val.npz'}
+"""The preference-store splits saved by ``collect_only`` (read by ``train_only``)."""
+ORPHAN_GRACE_S = 2.0
+"""Seconds an orphaned worker waits for its main loop before exiting regardless."""
+_PARENT_CHECK_S = 0.25
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the worker process is started with (picklable)."""
+
+    config: DrlhpConfig
+    """The wrapper's config."""
+    observation_shape: tuple[int, ...]
+    """Shape of the transformed observations the reward model sees."""
+    action_dim: int
+    """Length of the encoded action vectors."""
+    log_dir: str
+    """Run directory: preference store, splits, checkpoints."""
+    parent_pid: int
+    """The agent process; the worker stops when it is gone."""
+    task: str
+    """Task name written into stored segments."""
+
+
+# ----------------------------------------------------------------------- preference files
+
+def save_splits(batches: tuple[PreferenceBatch, PreferenceBatch], directory: str | Path
+                ) -> dict[str, Path]:
+    """Write the train and val batches to ``train.npz``/``val.npz`` atomically (no pickle)."""
+    paths = {}
+    for split, batch in zip(('train', 'val'), batches, strict=True):
+        buffer = io.BytesIO()
+        np.savez(buffer, **batch._asdict())
+        paths[split] = Path(directory) / SPLIT_FILES[split]
+        atomic_write_bytes(paths[split], buffer.getvalue())
+    return paths
+
+
+def load_splits(directory: str | Path) -> tuple[PreferenceBatch, PreferenceBatch]:
+    """Read what :func:`save_splits` wrote (``allow_pickle=False``: no code runs).
+
+    Raises:
+        DrlhpError: a file is missing, unreadable or lacks an array.
+    """
+    out = []
+    for split in ('train', 'val'):
+        path = Path(directory) / SPLIT_FILES[split]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                out.append(PreferenceBatch(**{k: data[k] for k in PreferenceBatch._fields}))
+        except (OSError, KeyError, ValueError) as err:
+            raise DrlhpError(f'{path}: cannot read saved preferences: {err}') from err
+    return out[0], out[1]
+
+
+# -------------------------------------------------------------------------------- worker
+
+class PreferenceWorker:
+    """State and steps of the worker's main loop (testable without a process)."""
+
+    def __init__(self, spec: WorkerSpec, publish: Any) -> None:
+        import torch
+
+        from pref_rl_learner.drlhp.model_io import load_reward_checkpoint
+        from pref_rl_learner.preferences import PreferenceStore, PreferenceStoreConfig
+        from pref_rl_learner.reward import RewardEnsemble, RewardTrainer
+        from pref_rl_learner.schedule import FeedbackSchedule
+
+        self.spec, self.config = spec, spec.config
+        self.publish = publish
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.log_dir = Path(spec.log_dir)
+        self.store = PreferenceStore.open(
+            self.log_dir / PREFERENCE_STORE_DIR,
+            PreferenceStoreConfig(seed=config.seed, fsync=config.store_fsync))
+        self.model = RewardEnsemble(spec.observation_shape, spec.action_dim,
+                                    config.reward_model, seed=config.seed)
+        if config.pretrained_checkpoint:
+            pretrained, _ = load_reward_checkpoint(config.pretrained_checkpoint,
+                                                   str(self.model.device))
+            self.model.load_state_dict(pretrained.state_dict())
+        self.trainer = RewardTrainer(self.model, config.reward_training, seed=config.seed)
+        self.schedule = FeedbackSchedule(config.schedule)
+        self.gatherer = make_gatherer(config, np.random.default_rng((config.seed, 1)))
+        self.pool: deque[Clip] = deque(maxlen=config.segment_pool_size)
+        self.saved_splits = load_splits(config.preferences_dir) \
+            if config.mode == 'train_only' else None
+        self.env_steps = 0
+        self.sessions = 0
+        self.trainings = 0
+        self.clips_received = 0
+        self.trained_on_labels = -1
+        self.last_report: dict[str, float] = {}
+        self.lock = threading.Lock()  # the store is thread-safe; this guards the counters
+        self.pool_lock = threading.Lock()  # clips arrive on the intake thread
+
+    # ---------------------------------------------------------------------------- clips
+    def take_clip(self, clip: Clip) -> None:
+        """Add a clip to the pool of query candidates (thread-safe)."""
+        with self.pool_lock:
+            self.pool.append(clip)
+            self.clips_received += 1
+            self.env_steps = max(self.env_steps, clip.env_steps)
+            for true_return, length in clip.finished_episodes:
+                self.gatherer.observe_episode(true_return, length)
+
+    def pool_snapshot(self) -> list[Clip]:
+        """The pool's clips, oldest first, as a list (safe while clips arrive)."""
+        with self.pool_lock:
+            return list(self.pool)
+
+    # ------------------------------------------------------------------------- sessions
+    def session_due(self) -> bool:
+        """Whether the schedule wants a feedback session now."""
+        return (self.config.collects and len(self.pool) >= 2
+                and self.schedule.sessions_due(self.env_steps) > self.sessions)
+
+    def run_session(self) -> int:
+        """Select pairs, store them as queries, store the answers given now; returns the
+        number of queries asked."""
+        from pref_rl_learner.query_selection import (
+            NEEDS_PREDICTOR,
+            pool_size,
+            sampler_for_session,
+            select_queries,
+        )
+
+        config, store = self.config, self.store
+        asked = store.counts()['queries']
+        session, self.sessions = self.sessions, self.sessions + 1
+        # The rate at the session's scheduled step (sessions that fell due together, while
+        # training ran, are held one after the other, each at its own rate).
+        num = self.schedule.queries_for_session(self.schedule.session_step(session),
+                                                config.schedule.total_budget - asked)
+        if not self.gatherer.answers_immediately:
+            num = min(num, config.max_pending_queries - len(store.pending_queries()))
+        if num <= 0:
+            return 0
+        candidates = self._candidate_pairs(pool_size(config.query, num))
+        if not candidates:
+            return 0
+        pairs = _stack_pairs(candidates)
+        sampler = sampler_for_session(config.query, session)
+        if sampler in NEEDS_PREDICTOR and self.model.version == 0:
+            sampler = 'uniform'  # an untrained ensemble has nothing to say
+        chosen = select_queries(pairs, num, sampler, self.rng,
+                                predictor=self.model if self.model.version else None,
+                                kcenter_features=config.query.kcenter_features)
+        queries = []
+        for index in chosen:
+            left, right = candidates[int(index)]
+            query = PreferenceQuery(
+                query_id=f'q-{uuid.uuid4().hex}', left=self._segment(left),
+                right=self._segment(right), feedback_session=session, sampler=sampler,
+                reward_model_version=self.model.version, stamp_ns=time.time_ns())
+            store.add_query(query)
+            queries.append(query)
+        with self.pool_lock:  # the teacher's episode returns come with the clips
+            labels = self.gatherer.ask(queries, pairs.take(chosen))
+        for label in labels:
+            store.add_label(label)
+        return len(queries)
+
+    def _candidate_pairs(self, count: int) -> list[tuple[Clip, Clip]]:
+        """Up to ``count`` random pairs of distinct pool clips never asked before."""
+        clips, found, seen = self.pool_snapshot(), [], set()
+        for _ in range(4 * count):
+            if len(found) >= count:
+                break
+            i, j = self.rng.choice(len(clips), size=2, replace=False)
+            key = frozenset((clips[i].segment_id, clips[j].segment_id))
+            if key in seen or self.store.has_pair(*key):
+                continue
+            seen.add(key)
+            found.append((clips[i], clips[j]))
+        return found
+
+    def _segment(self, clip: Clip) -> Segment:
+        length = clip.rewards.shape[0]
+        return Segment(segment_id=clip.segment_id, task=self.spec.task,
+                       observations=clip.observations, actions=clip.actions,
+                       next_observations=clip.next_observations,
+                       terminated=np.zeros(length, bool), truncated=np.zeros(length, bool),
+                       rewards=clip.rewards, source_id='drlhp', episode=clip.episode,
+                       start_step=clip.start_step)
+
+    # ------------------------------------------------------------------------- training
+    def training_due(self) -> bool:
+        """Whether to train now: new labels (or, for ``train_only``, rounds left to run)."""
+        config = self.config
+        if not config.trains:
+            return False
+        if self.saved_splits is not None:
+            return self.trainings < config.n_initial_training_steps
+        counts = self.store.counts()
+        return (counts['train'] >= config.min_labels_to_train
+                and counts['labelled'] != self.trained_on_labels)
+
+    def train(self) -> None:
+        """One training on every stored label, then normalisation and publication."""
+        from pref_rl_learner.drlhp.model_io import checkpoint_path, save_reward_checkpoint
+
+        config = self.config
+        if self.saved_splits is not None:
+            train, val = self.saved_splits
+        else:
+            self.trained_on_labels = self.store.counts()['labelled']
+            train, val = self.store.preference_batches()
+        report = self.trainer.train(train, val if val.num_pairs else None)
+        if config.normalize_reward:
+            obs, act = self._normalizer_sample(train)
+            self.model.fit_normalizer(obs, act)
+        with self.lock:
+            self.trainings += 1
+            self.last_report = {
+                'train_accuracy': report.train_accuracy, 'train_loss': report.train_loss,
+                'val_accuracy': _nan(report.val_accuracy), 'val_loss': _nan(report.val_loss),
+                'l2_weight': report.l2_weight, 'epochs': report.epochs}
+        if config.checkpoint_interval and self.trainings % config.checkpoint_interval == 0:
+            save_reward_checkpoint(checkpoint_path(self.log_dir, self.trainings), self.model,
+                                   self.trainings, {'trainer': self.trainer.state_dict()})
+        from pref_rl_learner.drlhp.model_io import weights_to_numpy
+        self.publish(('model', self.model.version, self.trainings,
+                      weights_to_numpy(self.model), self.status()))
+
+    def _normalizer_sample(self, train: PreferenceBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Recent transitions from the pool, or the labelled segments when there is none."""
+        budget = self.config.normalizer_samples
+        pool = self.pool_snapshot()
+        if pool:
+            clips, steps = [], 0
+            for clip in reversed(pool):
+                clips.append(clip)
+                steps += clip.rewards.shape[0]
+                if steps >= budget:
+                    break
+            obs = np.concatenate([c.observations for c in clips])[:budget]
+            act = np.concatenate([c.actions for c in clips])[:budget]
+            return obs, act
+        obs = np.concatenate([train.left_observations, train.right_observations])
+        act = np.concatenate([train.left_actions, train.right_actions])
+        obs = obs.reshape(-1, *obs.shape[2:])[:budget]
+        return obs, act.reshape(-1, act.shape[-1])[:budget]
+
+    # --------------------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Counts and the last training's figures (plain data)."""
+        with self.lock:
+            return {**self.store.counts(), 'pending': len(self.store.pending_queries()),
+                    'trainings': self.trainings, 'sessions': self.sessions,
+                    'clips_received': self.clips_received, 'env_steps': self.env_steps,
+                    'reward_model_version': self.model.version, **self.last_report}
+
+    def save_preferences(self) -> dict[str, str]:
+        """Write the store's train/val splits into ``log_dir``; returns the paths."""
+        paths = save_splits(self.store.preference_batches(), self.log_dir)
+        return {k: str(v) for k, v in paths.items()}
+
+    def submit_label(self, query_id: str, choice: int, labeler_id: str,
+                     response_time_s: float) -> bool:
+        """Store a person's answer (True once on disk, False for a repeated answer)."""
+        return self.store.add_label(PreferenceLabel(
+            query_id=query_id, choice=Choice(choice), labeler_id=labeler_id,
+            response_time_s=response_time_s, stamp_ns=time.time_ns()))
+
+    def pending(self) -> list[PreferenceQuery]:
+        """The queries waiting for an answer, oldest first, with their segments."""
+        return [self.store.query(q) for q in self.store.pending_queries()]
+
+    def close(self) -> None:
+        """Write the splits (``collect_only``) and close the store."""
+        try:
+            if self.config.mode == 'collect_only':
+                self.save_preferences()
+        finally:
+            self.store.close()
+
+
+def _stack_pairs(pairs: list[tuple[Clip, Clip]]) -> SegmentPairs:
+    left, right = [p[0] for p in pairs], [p[1] for p in pairs]
+    return SegmentPairs(np.stack([c.observations for c in left]),
+                        np.stack([c.actions for c in left]),
+                        np.stack([c.observations for c in right]),
+                        np.stack([c.actions for c in right]),
+                        np.stack([c.rewards for c in left]),
+                        np.stack([c.rewards for c in right]))
+
+
+def _nan(value: float | None) -> float:
+    return float('nan') if value is None else float(value)
+
+
+# ------------------------------------------------------------------------ process entry
+
+def parent_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as dead)."""
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+        return state not in ('Z', 'X')
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _serve_calls(conn: Any, worker: PreferenceWorker, spec: WorkerSpec,
+                 stop: threading.Event) -> None:
+    """Answer the wrapper's calls; on a lost parent stop the worker (and exit if stuck)."""
+    orphaned = False
+    while not stop.is_set():
+        try:
+            if not conn.poll(_PARENT_CHECK_S):
+                if not parent_alive(spec.parent_pid):
+                    orphaned = True
+                    break
+                continue
+            request_id, op, args = conn.recv()
+        except (EOFError, OSError):
+            orphaned = True
+            break
+        try:
+            if op == 'label':
+                result: Any = worker.submit_label(*args)
+            elif op == 'pending':
+                result = worker.pending()
+            elif op == 'status':
+                result = worker.status()
+            elif op == 'save':
+                result = worker.save_preferences()
+            elif op == 'stop':
+                stop.set()
+                result = True
+            else:
+                raise DrlhpError(f'unknown worker call {op!r}')
+            reply = (request_id, 'ok', result)
+        except PrefRLError as err:
+            reply = (request_id, 'error', (type(err).__name__, str(err)))
+        except Exception as err:  # report, never kill the call thread
+            reply = (request_id, 'error', ('WorkerError', repr(err)))
+        try:
+            conn.send(reply)
+        except (OSError, EOFError):
+            orphaned = True
+            break
+    if orphaned:
+        stop.set()
+        time.sleep(ORPHAN_GRACE_S)  # the main loop normally returns well before this
+        os._exit(0)
+
+
+def worker_main(spec: WorkerSpec, conn: Any, clips: Any, updates: Any) -> None:
+    """Entry point of the worker process (see the module docstring)."""
+    import torch
+
+    torch.set_num_threads(spec.config.worker_torch_threads)
+    updates.cancel_join_thread()  # never block exit on a parent that stopped reading
+    try:
+        worker = PreferenceWorker(spec, updates.put)
+    except BaseException as err:
+        conn.send((0, 'error', (type(err).__name__, str(err))))
+        return
+    conn.send((0, 'ok', worker.status()))
+    stop = threading.Event()
+    calls = threading.Thread(target=_serve_calls, args=(conn, worker, spec, stop),
+                             name='drlhp-calls', daemon=True)
+    calls.start()
+    intake = threading.Thread(target=_take_clips, args=(clips, worker, stop),
+                              name='drlhp-intake', daemon=True)
+    intake.start()
+    try:
+        while not stop.is_set():
+            busy = worker.session_due()
+            if busy:
+                worker.run_session()
+                updates.put(('status', worker.status()))
+            if worker.training_due():  # after every session with new labels
+                worker.train()
+                busy = True
+            if not busy:
+                stop.wait(0.02)
+        intake.join()
+        worker.close()
+        updates.put(('stopped', worker.status()))
+    except BaseException:
+        updates.put(('error', traceback.format_exc()))
+        worker.store.close()
+        raise
+
+
+def _take_clips(clips: Any, worker: PreferenceWorker, stop: threading.Event) -> None:
+    """Intake thread: move clips from the queue into the pool, also while training runs."""
+    while not stop.is_set():
+        try:
+            worker.take_clip(clips.get(timeout=0.05))
+        except queue.Empty:
+            continue
+        except (EOFError, OSError, ValueError):
+            return  # the queue is gone with the parent
