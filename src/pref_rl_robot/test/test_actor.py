@@ -3,6 +3,7 @@
 import dataclasses
 import re
 import sys
+import time
 import types
 
 import numpy as np
@@ -36,7 +37,7 @@ def _one_torch_thread():
 
 
 def point_mass_actor(**overrides) -> Actor:
-    return Actor.from_config(ActorConfig(**overrides))
+    return Actor.from_config(ActorConfig(**{'connect_grace_s': 0.0, **overrides}))
 
 
 def sac_weights(version=1, obs_dim=6, act_dim=2, seed=0):
@@ -111,6 +112,16 @@ def test_flow_control_counts_from_when_a_learner_appears_or_restarts():
     actor.learner_lost()
     assert actor.mode is Mode.WAITING and actor.run(max_steps=10) == []
     actor.set_learner_steps(10)
+    assert actor.mode is Mode.STEPPING
+
+
+def test_flow_control_waits_a_grace_period_after_a_learner_appears():
+    actor = point_mass_actor(max_steps_ahead=30, connect_grace_s=0.3)
+    actor.set_learner_steps(0)
+    assert actor.mode is Mode.WAITING  # its segments reader may not be matched yet
+    time.sleep(0.35)
+    assert actor.mode is Mode.STEPPING and len(actor.run(max_steps=1000)) == 3
+    actor.set_learner_steps(30)  # no new baseline: no new grace
     assert actor.mode is Mode.STEPPING
 
 

@@ -20,6 +20,10 @@ runs it, but driven by events instead of one loop over env steps:
   and only then returns; a session's queries are asked once and counted against the budget
   while outstanding, so the budget is never overdrawn however late the answers come.
 - :meth:`take_queries` / :meth:`take_weights` hand what is to be published to the adapter.
+- With a :class:`~pref_rl_learner.learner.evaluation.SessionEvaluator` the worker also
+  evaluates the policy on held-out goals (at the start, every ``eval_interval_steps``, at
+  ``total_steps``) and, at ``total_steps``, writes the run's summary and plot and sets
+  :attr:`LearnerCore.finished` (the node then ends the session).
 
 Threads: ``ingest`` and ``submit_label`` may run in one thread while ``work_step`` runs in
 another. ``_data`` guards the buffer, the segment store and the counters (held briefly);
@@ -41,6 +45,7 @@ import torch
 from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.learner.config import LearnerConfig
+from pref_rl_learner.learner.evaluation import SessionEvaluator
 from pref_rl_learner.learner.segment_store import SegmentStore
 from pref_rl_learner.learner.state import (
     CHECKPOINT_NAME,
@@ -92,11 +97,14 @@ class LearnerCore:
             when either exists the run resumes from it.
         observation_shape, action_dim: the task's, when known without ``pref_rl_robot``
             (tests); by default read from the task registry.
+        evaluator: held-out evaluations, summary and plot (None: none; the run is never
+            :attr:`finished`).
     """
 
     def __init__(self, config: TrainConfig, learner: LearnerConfig, run_dir: str | Path,
                  observation_shape: tuple[int, ...] | None = None,
-                 action_dim: int | None = None) -> None:
+                 action_dim: int | None = None,
+                 evaluator: SessionEvaluator | None = None) -> None:
         self.config, self.learner = config, learner
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,12 +146,20 @@ class LearnerCore:
         self._wake = threading.Event()
         self._queries_out: list[PreferenceQuery] = []
         self._weights_out: PolicyWeights | None = None
+        self.evaluator = evaluator
+        self.finished = False
+        """``total_steps`` reached, evaluated and summarised (only with an evaluator)."""
+        self.summary: dict | None = None
+        """The end summary (also in ``summary.json``) once :attr:`finished`."""
+        self._started = time.monotonic()
         self.store = PreferenceStore.open(self.run_dir / 'preferences', config.store)
         try:
             self.resumed = (self.run_dir / CHECKPOINT_NAME).exists()
             if self.resumed:
                 load_learner_state(self, self.run_dir / CHECKPOINT_NAME)
             self._sync_with_store()
+            if evaluator is not None:
+                evaluator.open(resume_step=self.state.env_steps)
         except BaseException:
             self.store.close()  # release the store's lock before reporting the error
             raise
@@ -168,6 +184,8 @@ class LearnerCore:
 
     def close(self) -> None:
         """Release the preference store (it holds a lock on the run directory)."""
+        if self.evaluator is not None:
+            self.evaluator.close()
         self.store.close()
 
     # ----------------------------------------------------------------------------- inputs
@@ -340,14 +358,47 @@ class LearnerCore:
         Returns False when there was nothing to do (wait for data or labels).
         """
         with self._model:
-            if self.config.algorithm == 'pebble' and (self._maybe_train()
-                                                      or self._maybe_start_session()):
+            if self.finished:
+                return False
+            pebble = self.config.algorithm == 'pebble'
+            if (self._maybe_evaluate()
+                    or pebble and (self._maybe_train() or self._maybe_start_session())):
                 worked = True
             else:
                 worked = self._update_chunk()
         with self._data:
             admitted = self._admit()
         return worked or admitted > 0
+
+    def _maybe_evaluate(self) -> bool:
+        """Evaluate on held-out goals when due; at ``total_steps`` also summarise and finish."""
+        evaluator = self.evaluator
+        if evaluator is None:
+            return False
+        with self._data:
+            env_steps = self.state.env_steps
+        if not evaluator.due(env_steps):
+            return False
+        counts = self.store.counts()
+        evaluator.evaluate(self.agent, env_steps, {
+            'queries': self.budget.asked, 'labelled': counts['labelled'],
+            'skipped': counts['skip'] + counts['incomparable'],
+            'reward_model_version': self.reward_model.version,
+            'policy_version': self.state.policy_version,
+            'gradient_steps': self.agent.num_updates})
+        if env_steps >= self.config.total_steps:
+            self.summary = evaluator.finish({
+                'env_steps': env_steps, 'total_steps': self.config.total_steps,
+                'queries_asked': self.budget.asked, 'labels_stored': counts['labelled'],
+                'labels_skipped': counts['skip'] + counts['incomparable'],
+                'feedback_budget': self.budget.total,
+                'reward_model_version': self.reward_model.version,
+                'reward_model_accuracy': self.state.reward_model_accuracy,
+                'policy_version': self.state.policy_version,
+                'gradient_steps': self.agent.num_updates,
+                'wall_s_this_process': round(time.monotonic() - self._started, 1)})
+            self.finished = True
+        return True
 
     def _trainable_labels(self) -> int:
         counts = self.store.counts()
@@ -358,6 +409,11 @@ class LearnerCore:
         new = self._trainable_labels() - self.state.labels_trained
         if new <= 0:
             return False
+        with self._data:
+            if len(self.buffer) == 0:
+                # Resumed from a checkpoint older than the labels (a crash): the reward
+                # normaliser needs transitions, so train once segments arrive again.
+                return False
         every = self.learner.train_after_labels
         if self.store.pending_queries() and not (every and new >= every):
             return False

@@ -52,6 +52,14 @@ Services:
 - ``~/save_checkpoint`` (SaveCheckpoint): write a checkpoint now (``path`` '' : the run
   directory's ``checkpoint.pt``).
 
+Evaluation and the end of a run: the policy is evaluated on the task's held-out goals at
+the start, every ``eval_interval_steps`` received transitions and at ``total_steps`` (each
+logged to ``<run_dir>/eval.csv`` and reported in the log). At ``total_steps`` the node
+writes ``summary.json`` (held-out success before and after, queries, labels, reward-model
+version, ...) and ``learning_curves.png`` into the run directory, logs the summary, writes
+the final checkpoint and exits with status 0 (a launch file marks it ``on_exit="shutdown"``
+so the whole session ends with it).
+
 SIGINT/SIGTERM: the worker stops after its current unit of work, a final checkpoint is
 written, the node exits with status 0.
 """
@@ -69,6 +77,7 @@ from rclpy.node import Node
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.learner import LearnerConfig, LearnerCore, LearnerWorker
+from pref_rl_learner.learner.evaluation import SessionEvaluator
 from pref_rl_learner.pebble.config import TrainConfig, load_config
 from pref_rl_learner.ros.conversions import (
     label_from_ros,
@@ -144,7 +153,8 @@ class LearnerNode(Node):
             torch.set_num_threads(c.torch_threads)
         train = load_config(c.config) if c.config else TrainConfig()
         run_dir = Path(c.run_dir or f'runs/{time.strftime("%Y%m%d-%H%M%S")}-learner')
-        self.core = LearnerCore(train, self.learner_config, run_dir)
+        self.core = LearnerCore(train, self.learner_config, run_dir,
+                                evaluator=SessionEvaluator(train, run_dir))
         self.segments_rejected = 0
         self.labels_rejected = 0
         self._outgoing: list[_Outgoing] = []
@@ -226,6 +236,9 @@ class LearnerNode(Node):
         if self.worker.error is not None:
             raise NodeExit(1, f'the learner worker failed: {type(self.worker.error).__name__}: '
                               f'{self.worker.error}')
+        self._report_progress()
+        if self.core.finished:
+            raise NodeExit(0, 'session finished: ' + _summary_line(self.core.summary or {}))
         weights = self.core.take_weights()
         if weights is not None:
             self.weights_pub.publish(weights_to_ros(weights))
@@ -248,6 +261,17 @@ class LearnerNode(Node):
                 still.append(out)
         self._outgoing = still
         self.publish_status(only_if_changed=True)
+
+    def _report_progress(self) -> None:
+        """Log each new held-out evaluation."""
+        evaluator = self.core.evaluator
+        for row in evaluator.take_new() if evaluator is not None else ():
+            self.get_logger().info(
+                f"held-out eval at {int(row['step'])} env steps: success "
+                f"{row['success_rate']:.3f}, return {row['return']:.1f}; "
+                f"{int(row.get('queries', 0))} queries, {int(row.get('labelled', 0))} labels, "
+                f"reward model v{int(row.get('reward_model_version', 0))}, "
+                f"policy v{int(row.get('policy_version', 0))}")
 
     def _request_frames(self, query: PreferenceQuery, now: float) -> _Outgoing:
         futures = {}
@@ -310,6 +334,20 @@ class LearnerNode(Node):
         finally:
             self.core.close()
             super().destroy_node()
+
+
+def _summary_line(summary: dict) -> str:
+    """One line of the end summary for the log."""
+    def fig(key: str) -> str:
+        value = summary.get(key)
+        return 'n/a' if value is None else (f'{value:.3f}' if isinstance(value, float)
+                                            else str(value))
+    return (f"held-out success {fig('eval_success_before')} -> {fig('eval_success_after')} "
+            f"(return {fig('eval_return_before')} -> {fig('eval_return_after')}), "
+            f"{fig('env_steps')} env steps, {fig('queries_asked')} queries asked, "
+            f"{fig('labels_stored')} labels stored, reward model v"
+            f"{fig('reward_model_version')}, policy v{fig('policy_version')}; "
+            f"summary.json and {fig('plot')}")
 
 
 def main(args: list[str] | None = None) -> int:

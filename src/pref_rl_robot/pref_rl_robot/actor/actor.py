@@ -81,6 +81,10 @@ class ActorConfig:
     max_steps_ahead: int = 0
     """Step only while fewer than this many transitions are ahead of the learner's
     consumption (0: no flow control). Must be 0 or at least one segment."""
+    connect_grace_s: float = 1.0
+    """Under flow control, wait this long after a learner (re)appears before stepping: its
+    status can arrive before DDS has matched its ``segments`` reader, and segments published
+    before that match never reach it."""
     frame_stride: int = 0
     """Render a frame every this many steps of a segment (0: no frames)."""
     frame_size: int = 64
@@ -97,7 +101,8 @@ class ActorConfig:
             raise ConfigError(f'backend {self.backend!r} is not one of {", ".join(BACKENDS)}')
         if self.goals not in ('train', 'eval'):
             raise ConfigError(f"goals must be 'train' or 'eval', got {self.goals!r}")
-        for name in ('seed', 'segment_length', 'max_steps_ahead', 'frame_stride'):
+        for name in ('seed', 'segment_length', 'max_steps_ahead', 'frame_stride',
+                     'connect_grace_s'):
             if getattr(self, name) < 0:
                 raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
         if not 8 <= self.frame_size <= 1024:
@@ -188,6 +193,7 @@ class Actor:
         self.learner_steps = 0
         """The learner's consumption (``LearnerStatus.env_steps``; 0 until one arrives)."""
         self._baseline: tuple[int, int] | None = None  # (emitted, learner) steps at contact
+        self._baseline_time = 0.0  # time.monotonic() of the baseline
         self.consumer_connected = True
         """False makes the actor wait (the node: no subscriber on ``segments`` yet)."""
         self.last_error = ''
@@ -238,7 +244,8 @@ class Actor:
             return Mode.ESTOP
         limit = self.config.max_steps_ahead
         if not self.consumer_connected or (limit and (
-                not self.learner_connected or self.steps_ahead >= limit)):
+                not self.learner_connected or self.steps_ahead >= limit
+                or time.monotonic() - self._baseline_time < self.config.connect_grace_s)):
             return Mode.WAITING
         return Mode.STEPPING
 
@@ -270,11 +277,13 @@ class Actor:
         """Record the learner's consumption (the ``env_steps`` of its latest status).
 
         The first status after start or :meth:`learner_lost`, and a count lower than the last
-        one (a learner restarted from an older checkpoint), set the flow-control baseline.
+        one (a learner restarted from an older checkpoint), set the flow-control baseline;
+        stepping resumes ``connect_grace_s`` later.
         """
         env_steps = int(env_steps)
         if self._baseline is None or env_steps < self.learner_steps:
             self._baseline = (self.emitted_steps, env_steps)
+            self._baseline_time = time.monotonic()
         self.learner_steps = env_steps
 
     def learner_lost(self) -> None:
