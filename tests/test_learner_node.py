@@ -45,25 +45,11 @@ LEARNER = ROOT / 'install' / 'pref_rl_learner' / 'lib' / 'pref_rl_learner' / 'le
 
 
 def rollout(steps, seed=0):
-    from pref_rl_learner.pebble.tasks import task_module
-    from pref_rl_robot.segmenter import Segmenter
+    """Segments of a random policy on the point mass: the robot's actor before weights."""
+    from pref_rl_robot.actor import Actor, ActorConfig
 
-    env = task_module().make_task('point_mass', seed=seed)
-    segmenter = Segmenter('point_mass', 'sim', 10)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    out = []
-    for _ in range(steps):
-        action = rng.uniform(-1, 1, 2).astype(np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        segment = segmenter.add(obs, action, next_obs, reward, terminated, truncated,
-                                bool(info.get('success', False)))
-        if segment is not None:
-            out.append(segment)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-    return out
+    return Actor.from_config(ActorConfig(task='point_mass', seed=seed),
+                             source_id='sim').run(max_steps=steps)
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,6 @@ from pref_rl_learner.learner import (
     query_id,
 )
 from pref_rl_learner.pebble.config import TrainConfig
-from pref_rl_learner.pebble.tasks import task_module
 from pref_rl_learner.preferences import ConflictingLabelError, UnknownQueryError
 from pref_rl_learner.teacher import TEACHER_PRESETS, ScriptedTeacher
 from pref_rl_learner.types import Choice, Phase, PreferenceLabel, Segment
@@ -40,26 +39,12 @@ def config(**changes):
 
 
 def rollout(steps, seed):
-    """Segments of a random policy on the point mass (10 steps each, as the robot cuts them)."""
-    tasks = task_module()
-    from pref_rl_robot.segmenter import Segmenter
+    """Segments of a random policy on the point mass (10 steps each): the robot's actor
+    before any policy weights arrive."""
+    from pref_rl_robot.actor import Actor, ActorConfig
 
-    env = tasks.make_task('point_mass', seed=seed)
-    segmenter = Segmenter('point_mass', f'sim{seed}', 10)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    out = []
-    for _ in range(steps):
-        action = rng.uniform(-1, 1, 2).astype(np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        segment = segmenter.add(obs, action, next_obs, reward, terminated, truncated,
-                                bool(info.get('success', False)))
-        if segment is not None:
-            out.append(segment)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-    return out
+    return Actor.from_config(ActorConfig(task='point_mass', seed=seed),
+                             source_id=f'sim{seed}').run(max_steps=steps)
 
 
 @pytest.fixture(scope='module')

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pref_rl_learner.pebble.config import to_mapping
+from pref_rl_learner.pebble.state import learning_state_dict, load_learning_state
 
 if TYPE_CHECKING:
     from pref_rl_learner.learner.core import LearnerCore
@@ -57,12 +58,7 @@ def save_learner_state(core: LearnerCore, path: Path) -> None:
         'format': FORMAT,
         'config': to_mapping(core.config),
         'state': dataclasses.asdict(core.state),
-        'agent': core.agent.state_dict(),
-        'buffer': core.buffer.state_dict(),
-        'reward_model': core.reward_model.state_dict(),
-        'reward_model_version': core.reward_model.version,
-        'reward_trainer': core.reward_trainer.state_dict(),
-        'entropy': core.entropy.stats.state_dict(),
+        **learning_state_dict(core),
         'segments': core.segments.state_dict(),
         'episodes': [[float(r), bool(s)] for r, s in core.episodes],
         'rng': {'run': core.rng.bit_generator.state,
@@ -84,12 +80,7 @@ def load_learner_state(core: LearnerCore, path: Path) -> None:
                               "run's own config")
     try:
         core.state = LearnerState(**state['state'])
-        core.agent.load_state_dict(state['agent'])
-        core.buffer.load_state_dict(state['buffer'])
-        core.reward_model.load_state_dict(state['reward_model'])
-        core.reward_model.version = int(state['reward_model_version'])
-        core.reward_trainer.load_state_dict(state['reward_trainer'])
-        core.entropy.stats.load_state_dict(state['entropy'])
+        load_learning_state(core, state)
         core.segments.load_state_dict(state['segments'])
         core.episodes.clear()
         core.episodes.extend((float(r), bool(s)) for r, s in state['episodes'])

@@ -44,20 +44,40 @@ class RunState:
     last_checkpoint_step: int = 0
 
 
+def learning_state_dict(owner: Any) -> dict[str, Any]:
+    """The learning components every PEBBLE-style run checkpoints: ``owner``'s agent, replay
+    buffer, reward ensemble (and its version), reward trainer and state-entropy statistics
+    (shared by :class:`PebbleTrainer` and the ROS learner's core)."""
+    return {
+        'agent': owner.agent.state_dict(),
+        'buffer': owner.buffer.state_dict(),
+        'reward_model': owner.reward_model.state_dict(),
+        'reward_model_version': owner.reward_model.version,
+        'reward_trainer': owner.reward_trainer.state_dict(),
+        'entropy': owner.entropy.stats.state_dict(),
+    }
+
+
+def load_learning_state(owner: Any, state: dict[str, Any]) -> None:
+    """Restore what :func:`learning_state_dict` saved into ``owner`` (raises what the
+    components raise on missing or misshapen entries)."""
+    owner.agent.load_state_dict(state['agent'])
+    owner.buffer.load_state_dict(state['buffer'])
+    owner.reward_model.load_state_dict(state['reward_model'])
+    owner.reward_model.version = int(state['reward_model_version'])
+    owner.reward_trainer.load_state_dict(state['reward_trainer'])
+    owner.entropy.stats.load_state_dict(state['entropy'])
+
+
 def save_run_state(t: PebbleTrainer, path: Path) -> None:
     """Atomically write the whole run state to ``path``."""
     save_checkpoint(path, {
         'format': FORMAT,
         'config': to_mapping(t.config),
         'run': dataclasses.asdict(t.state),
-        'agent': t.agent.state_dict(),
-        'buffer': t.buffer.state_dict(),
-        'reward_model': t.reward_model.state_dict(),
-        'reward_model_version': t.reward_model.version,
-        'reward_trainer': t.reward_trainer.state_dict(),
+        **learning_state_dict(t),
         'teacher': t.teacher.state_dict(),
         'budget': t.budget.state_dict(),
-        'entropy': t.entropy.stats.state_dict(),
         'rng': {
             'python': random.getstate(),
             'numpy_global': _numpy_global_state(),
@@ -84,14 +104,9 @@ def load_run_state(t: PebbleTrainer, path: Path) -> None:
                               "run's own config.yaml")
     try:
         t.state = RunState(**state['run'])
-        t.agent.load_state_dict(state['agent'])
-        t.buffer.load_state_dict(state['buffer'])
-        t.reward_model.load_state_dict(state['reward_model'])
-        t.reward_model.version = int(state['reward_model_version'])
-        t.reward_trainer.load_state_dict(state['reward_trainer'])
+        load_learning_state(t, state)
         t.teacher.load_state_dict(state['teacher'])
         t.budget.load_state_dict(state['budget'])
-        t.entropy.stats.load_state_dict(state['entropy'])
         _restore_rngs(t, state['rng'])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: {err}') from err
