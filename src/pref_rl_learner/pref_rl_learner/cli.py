@@ -10,6 +10,15 @@ from pathlib import Path
 
 from pref_rl_learner.errors import LaunchFileError, PrefRLError
 
+PLUGIN_MODULES = (
+    'pref_rl_learner.fewshot.collect_cli',
+    'pref_rl_learner.fewshot.pretrain_cli',
+    'pref_rl_learner.sweep.cli',
+    'pref_rl_gui.label_cli',
+)
+"""Modules that add sub-commands: each has ``register(subparsers)``, which adds its parser with
+``set_defaults(handler=...)``; they import heavy dependencies inside the handler only."""
+
 
 def _launch_arguments(pairs: Sequence[str]) -> dict[str, str]:
     out = {}
@@ -194,7 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = bag_sub.add_parser('info', help='summarize a bag, like `ros2 bag info`')
     info.add_argument('bag', type=Path, help='bag directory')
     info.set_defaults(handler=_cmd_bag)
+    for module in PLUGIN_MODULES:
+        _register(module, sub)
     return parser
+
+
+def _register(module: str, sub: argparse._SubParsersAction) -> None:
+    import importlib
+
+    try:
+        plugin = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module.startswith(err.name):
+            return  # that part of the stack is not installed (or not written yet)
+        raise
+    plugin.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

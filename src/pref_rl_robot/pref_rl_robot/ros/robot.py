@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
@@ -103,6 +104,7 @@ class RobotNode(Node):
         self.segment_pub = self.create_publisher(SegmentMsg, 'segments', STREAM)
         self.status_pub = self.create_publisher(RobotStatus, 'robot_status', LATCHED)
         self.create_subscription(PolicyWeights, 'policy_weights', self.on_weights, LATCHED)
+        self._learner_gid: bytes | None = None  # the publisher of the last learner status
         self.learner_sub = self.create_subscription(LearnerStatus, 'learner_status',
                                                     self.on_learner_status, LATCHED)
         self.create_service(ResetEpisode, '~/reset_episode', self.on_reset_episode)
@@ -173,6 +175,7 @@ class RobotNode(Node):
                                       'control' if self.actor_config.max_steps_ahead
                                       else 'the learner went away')
             self.actor.learner_lost()
+            self._learner_gid = None
 
     def wake(self) -> None:
         """Resume stepping at once if the actor may step (after an input changed)."""
@@ -202,8 +205,20 @@ class RobotNode(Node):
                                   f'{self.actor.policy.version} keeps acting: {error}')
         self.publish_status()
 
-    def on_learner_status(self, msg: LearnerStatus) -> None:
-        """The learner's consumption drives flow control."""
+    def on_learner_status(self, msg: LearnerStatus, info: MessageInfo) -> None:
+        """The learner's consumption drives flow control.
+
+        A status from another publisher than the last one is a restarted learner (it resumed
+        from its checkpoint and never received what its predecessor was sent after it):
+        flow control takes a new baseline even if the restart was too quick for the graph
+        to show the old publisher gone.
+        """
+        gid = _gid(info)
+        if self._learner_gid is not None and gid != self._learner_gid:
+            self.get_logger().warning(f'a new learner at {msg.env_steps} env steps (restarted): '
+                                      'new flow-control baseline')
+            self.actor.learner_lost()
+        self._learner_gid = gid
         self.actor.set_learner_steps(msg.env_steps)
         self.wake()
 
@@ -271,6 +286,12 @@ class RobotNode(Node):
         """Close the env (a robot backend releases the arm) and destroy the node."""
         self.actor.close()
         super().destroy_node()
+
+
+def _gid(info: MessageInfo) -> bytes:
+    """The sending publisher's global id (bytes; empty if the middleware gives none)."""
+    gid = info.get('publisher_gid') or {}
+    return bytes(gid.get('data', b''))
 
 
 def main(args: list[str] | None = None) -> int:
