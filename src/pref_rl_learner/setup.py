@@ -25,6 +25,7 @@ setup(
             'session_monitor = pref_rl_learner.ros.session_monitor:main',
             'learner = pref_rl_learner.ros.learner:main',
             'teacher = pref_rl_learner.ros.teacher:main',
+            'bag_player = pref_rl_learner.ros.bag_player:main',
         ],
     },
 )

@@ -208,7 +208,8 @@ class _Loader:
         if set(el.attrs) != {'name', 'value'}:
             raise LaunchFileError(f'{where}: <param> needs name and value, or from')
         name, value = (_sub(path, el, el.attrs[k], variables) for k in ('name', 'value'))
-        return ['-p', f'{name}:={value}']
+        # rcl reads the value as YAML: an empty one must be spelled '' to be a string.
+        return ['-p', f"{name}:={value or repr('')}"]
 
 
 def _sub(path: Path, el: _Element, text: str, variables: dict[str, str]) -> str:

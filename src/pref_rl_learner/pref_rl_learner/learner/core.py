@@ -360,9 +360,9 @@ class LearnerCore:
         with self._model:
             if self.finished:
                 return False
-            pebble = self.config.algorithm == 'pebble'
+            learns_reward = self.config.algorithm != 'sac'
             if (self._maybe_evaluate()
-                    or pebble and (self._maybe_train() or self._maybe_start_session())):
+                    or learns_reward and (self._maybe_train() or self._maybe_start_session())):
                 worked = True
             else:
                 worked = self._update_chunk()

@@ -19,6 +19,7 @@ and drives it from one timer, so nothing blocks the executor.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from rclpy.node import Node
 from rclpy.task import Future
@@ -29,6 +30,7 @@ from pref_rl_learner.ros.node_main import run_node
 from pref_rl_learner.ros.params import declare_config
 from pref_rl_learner.ros.qos import STREAM
 from pref_rl_learner.teacher_answering import QueryAnswerer, SubmissionQueue, TeacherNodeConfig
+from pref_rl_learner.types import Choice
 from pref_rl_msgs.msg import PreferenceQuery as PreferenceQueryMsg
 from pref_rl_msgs.msg import Segment as SegmentMsg
 from pref_rl_msgs.srv import SubmitLabel
@@ -49,6 +51,8 @@ class TeacherNode(Node):
         self._call: Future | None = None
         self._call_started = 0.0
         self._waiting_logged = False
+        self.acknowledged: Counter[str] = Counter({c.name.lower(): 0 for c in Choice})
+        """Acknowledged answers by choice."""
         self.create_subscription(PreferenceQueryMsg, 'queries', self.on_query, STREAM)
         self.create_subscription(SegmentMsg, 'segments', self.on_segment, STREAM)
         self.create_timer(_TICK_S, self.tick)
@@ -106,8 +110,13 @@ class TeacherNode(Node):
             queue.failed(now)
         elif response.success:
             label = queue.acknowledged()
-            log.info(f'query {label.query_id!r} answered {label.choice.name} '
-                     f'({response.message})')
+            self.acknowledged[label.choice.name.lower()] += 1
+            log.debug(f'query {label.query_id!r} answered {label.choice.name} '
+                      f'({response.message})')
+            if not len(queue):  # one line per batch of answers, not per answer
+                counts = ', '.join(f'{n} {name}' for name, n in self.acknowledged.items() if n)
+                log.info(f'all answers acknowledged: {self.acknowledged.total()} in all '
+                         f'({counts})')
         else:
             head = queue.head
             query_id = head.query_id if head is not None else ''
