@@ -18,7 +18,7 @@ setup(
     maintainer_email='maintainers@pref-rl.dev',
     description='pref-rl core library, CLI and learner-side ROS 2 nodes.',
     license='Apache-2.0',
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest'], 'slurm': ['submitit==1.5.4']},
     entry_points={
         'console_scripts': [
             'pref-rl = pref_rl_learner.cli:main',
