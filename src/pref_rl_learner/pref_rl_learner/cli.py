@@ -61,16 +61,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from pref_rl_learner.pebble.run import parse_overrides, train
 
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     train(args.config, args.path, parse_overrides(args.set), stop_at_step=args.stop_at_step,
           progress=not args.no_progress)
     return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from pref_rl_learner.plotting import plot_runs
+    from pref_rl_learner.plotting import plot_runs, queries_to_success
 
     out = args.out or Path(args.runs[0]) / 'curves.png'
-    print(plot_runs(args.runs, out, title=args.title))
+    threshold = args.threshold if args.table else None
+    print(plot_runs(args.runs, out, title=args.title, threshold=threshold))
+    if args.table:
+        print(queries_to_success(args.runs, threshold=args.threshold).format_table())
     return 0
 
 
@@ -148,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--stop-at-step', type=int, default=None, metavar='N',
                        help='pause at the first episode end at or after step N (resumable)')
     train.add_argument('--no-progress', action='store_true', help='no progress bar')
+    train.add_argument('--torch-threads', type=int, default=1, metavar='N',
+                       help="torch intra-op CPU threads (default 1, as the learner node: the "
+                            "small networks run faster on one; 0: torch's default)")
     train.add_argument('--list-tasks', action='store_true', help='list the tasks and exit')
     train.set_defaults(handler=_cmd_train)
 
@@ -155,11 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
         'plot', help='plot held-out success and return against env steps and queries',
         description='Draw a PNG of held-out success rate and return against environment '
                     'steps and against queries asked, for one or more run directories. Runs '
-                    'differing only in seed are averaged (mean ± std).')
+                    'differing only in seed are averaged (mean ± std) into one curve per arm, '
+                    'labelled by algorithm and task (plus what else differs, if needed).')
     plot.add_argument('runs', nargs='+', type=Path, help='run directories')
     plot.add_argument('--out', type=Path, default=None,
                       help='output PNG (default: <first run>/curves.png)')
     plot.add_argument('--title', default='', help='figure title')
+    plot.add_argument('--table', action='store_true',
+                      help='also print, per arm, the queries asked when held-out success first '
+                           'reached --threshold (mean ± std over the seeds that reached it, '
+                           'how many never did, and each run)')
+    plot.add_argument('--threshold', type=float, default=0.9, metavar='S',
+                      help='success rate of --table (default 0.9)')
     plot.set_defaults(handler=_cmd_plot)
 
     reward = sub.add_parser(
