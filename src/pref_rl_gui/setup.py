@@ -18,7 +18,10 @@ setup(
     license='Apache-2.0',
     extras_require={'test': ['pytest', 'pytest-qt']},
     entry_points={
-        # The labeler node and the standalone labelling app arrive with the GUI issue.
-        'console_scripts': [],
+        'console_scripts': [
+            # The Qt labelling window of a ROS 2 session (`pref-rl label` is the standalone
+            # app: a sub-command of the pref-rl CLI, registered by pref_rl_gui.label_cli).
+            'labeler = pref_rl_gui.ros.labeler:main',
+        ],
     },
 )

@@ -1,0 +1,1 @@
+"""The ``labeler`` node: rclpy in a worker thread, data to the Qt side through signals."""
