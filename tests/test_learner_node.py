@@ -286,3 +286,22 @@ def test_shipped_parameter_file_matches_the_node():
               for f in dataclasses.fields(cls)}
     assert set(values) == fields
     assert load_config(ROOT / values['config']).task == 'point_mass'
+
+
+def test_algorithm_and_pretrained_reward_parameters_override_the_train_yaml(tmp_path):
+    from pref_rl_learner.config import ConfigError
+    from pref_rl_learner.ros.learner import LearnerNodeConfig, _train_config
+
+    config = tmp_path / 'train.yaml'
+    config.write_text(yaml.safe_dump({'task': 'point_mass', 'algorithm': 'pebble',
+                                      'seed': 3}))
+    assert _train_config(LearnerNodeConfig(config=str(config))).algorithm == 'pebble'
+    train = _train_config(LearnerNodeConfig(config=str(config), algorithm='fewshot',
+                                            pretrained_reward='best_model.pt'))
+    assert (train.algorithm, train.pretrained_reward, train.seed) == (
+        'fewshot', 'best_model.pt', 3)
+    assert _train_config(LearnerNodeConfig(algorithm='sac')).algorithm == 'sac'
+    with pytest.raises(ConfigError, match='does not use one'):
+        _train_config(LearnerNodeConfig(config=str(config), pretrained_reward='model.pt'))
+    with pytest.raises(ConfigError, match='needs pretrained_reward'):
+        _train_config(LearnerNodeConfig(config=str(config), algorithm='init'))

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.set_defaults(handler=_cmd_launch)
 
     train = sub.add_parser(
-        'train', help='train PEBBLE (or SAC on the true reward) with a scripted teacher',
+        'train', help='train PEBBLE, init or FewShotPEBBLE (or SAC on the true reward) with a '
+                 'scripted teacher',
         description='Start a run from a YAML config (see config/*.yaml; keys map one-to-one '
                     'onto pref_rl_learner.pebble.config.TrainConfig) or resume the run in '
                     '--path. Writes config.yaml, train/eval/feedback CSVs, TensorBoard events '

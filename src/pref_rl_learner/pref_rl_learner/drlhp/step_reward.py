@@ -31,6 +31,7 @@ class StepReward:
         self.mean = float(model.normalizer.mean)
         self.std = max(float(model.normalizer.std), STD_FLOOR)
         self.slope = np.float32(config.negative_slope)
+        self.tanh = config.output == 'tanh'
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
         if self.numpy_path:
             for linear in model.head.linears:
@@ -51,7 +52,7 @@ class StepReward:
             if i < last:
                 h = np.maximum(h, self.slope * h) if self.slope <= 1 else \
                     np.where(h > 0, h, self.slope * h)  # leaky ReLU
-        raw = float(np.tanh(h).mean())
+        raw = float((np.tanh(h) if self.tanh else h).mean())
         return (raw - self.mean) / self.std
 
     @torch.inference_mode()

@@ -44,6 +44,7 @@ import torch
 
 from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.errors import PrefRLError
+from pref_rl_learner.fewshot.arms import make_reward_learning
 from pref_rl_learner.learner.config import LearnerConfig
 from pref_rl_learner.learner.evaluation import SessionEvaluator
 from pref_rl_learner.learner.segment_store import SegmentStore
@@ -57,8 +58,7 @@ from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.feedback import NORMALIZER_SAMPLES
 from pref_rl_learner.preferences.store import PreferenceStore
 from pref_rl_learner.query_selection import pool_size, sampler_for_session, select_queries
-from pref_rl_learner.reward.ensemble import RewardEnsemble
-from pref_rl_learner.reward.training import RewardTrainer, TrainingReport
+from pref_rl_learner.reward.training import TrainingReport
 from pref_rl_learner.sac.agent import SAC
 from pref_rl_learner.sac.replay import ReplayBuffer
 from pref_rl_learner.schedule import FeedbackBudget, FeedbackSchedule
@@ -123,10 +123,11 @@ class LearnerCore:
                          seed=config.seed)
         self.buffer = ReplayBuffer(self.observation_shape, self.action_dim,
                                    config.replay_capacity, device=self.agent.device)
-        self.reward_model = RewardEnsemble(self.observation_shape, self.action_dim,
-                                           config.reward_model, seed=config.seed)
-        self.reward_trainer = RewardTrainer(self.reward_model, config.reward_training,
-                                            seed=config.seed)
+        # init/fewshot read their pretrained reward model unless the run's own checkpoint
+        # (which holds the model and the few-shot trainer's state) is resumed.
+        self.reward_model, self.reward_trainer = make_reward_learning(
+            config, self.observation_shape, self.action_dim,
+            load=not (self.run_dir / CHECKPOINT_NAME).exists())
         self.schedule = FeedbackSchedule(dataclasses.replace(
             config.schedule, first_session_step=max(config.schedule.first_session_step,
                                                     config.learning_starts)))

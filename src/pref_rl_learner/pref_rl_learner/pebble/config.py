@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from pref_rl_learner.config import ConfigError, from_mapping
+from pref_rl_learner.fewshot.adapt import FewShotConfig
 from pref_rl_learner.preferences.store import PreferenceStoreConfig
 from pref_rl_learner.query_selection import QuerySelectionConfig
 from pref_rl_learner.reward.ensemble import RewardModelConfig
@@ -18,18 +19,28 @@ from pref_rl_learner.sac.agent import SACConfig
 from pref_rl_learner.schedule import FeedbackScheduleConfig
 from pref_rl_learner.teacher import TEACHER_PRESETS, TeacherConfig
 
-ALGORITHMS = ('pebble', 'sac')
+ALGORITHMS = ('pebble', 'init', 'fewshot', 'sac')
+PRETRAINED_ALGORITHMS = ('init', 'fewshot')
+"""Algorithms that start from ``pretrained_reward``."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A PEBBLE (or plain SAC on the true reward) run on one task with a scripted teacher."""
+    """A PEBBLE (or FewShotPEBBLE, or plain SAC on the true reward) run on one task with a
+    scripted teacher."""
 
     task: str = 'point_mass'
     """Task name (``pref-rl train --list-tasks``): point_mass, reacher or a MetaWorld v3 name."""
     algorithm: str = 'pebble'
-    """``pebble`` (reward learned from preferences) or ``sac`` (true reward: the oracle upper
-    bound)."""
+    """``pebble`` (reward learned from preferences, from scratch), ``init`` (the same, the
+    reward ensemble starting from ``pretrained_reward``), ``fewshot`` (FewShotPEBBLE: every
+    session resets the ensemble to the meta-initialisation in ``pretrained_reward`` and adapts
+    it, see ``fewshot``) or ``sac`` (true reward: the oracle upper bound)."""
+    pretrained_reward: str = ''
+    """Reward checkpoint the ``init`` and ``fewshot`` arms start from: ``pref-rl pretrain``'s
+    ``best_model.pt`` (``init`` also takes a ``pref-rl reward-train`` output). Its
+    architecture must equal ``reward_model``. Read when the run starts (a resumed run
+    restores the weights from its own checkpoint)."""
     seed: int = 0
     """Seeds every random generator of the run (env, networks, sampling, teacher, split)."""
     total_steps: int = 100_000
@@ -64,7 +75,9 @@ class TrainConfig:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     """Reward ensemble architecture."""
     reward_training: RewardTrainingConfig = field(default_factory=RewardTrainingConfig)
-    """Reward ensemble training."""
+    """Reward ensemble training (for ``fewshot``: the fallback when adaptation fails)."""
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    """Adaptation of the ``fewshot`` arm (ignored by the other algorithms)."""
     query: QuerySelectionConfig = field(default_factory=QuerySelectionConfig)
     """Query selection."""
     schedule: FeedbackScheduleConfig = field(default_factory=FeedbackScheduleConfig)
@@ -75,6 +88,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f'algorithm {self.algorithm!r} is not one of {ALGORITHMS}')
+        if self.algorithm in PRETRAINED_ALGORITHMS and not self.pretrained_reward:
+            raise ConfigError(f'algorithm {self.algorithm} needs pretrained_reward: the path '
+                              "of a reward checkpoint (`pref-rl pretrain`'s best_model.pt)")
         if self.teacher is None and self.teacher_preset not in TEACHER_PRESETS:
             raise ConfigError(f'teacher_preset {self.teacher_preset!r} is not one of '
                               f'{", ".join(TEACHER_PRESETS)}')

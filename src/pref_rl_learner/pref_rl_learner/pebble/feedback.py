@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pref_rl_learner.batches import SegmentPairs
+from pref_rl_learner.fewshot.adapt import FewShotReport
 from pref_rl_learner.query_selection import pool_size, select_queries
 from pref_rl_learner.types import Choice, PreferenceLabel, PreferenceQuery, Segment
 
@@ -138,6 +139,8 @@ class FeedbackSession:
                 train_accuracy=report.train_accuracy,
                 val_loss=_nan(report.val_loss), val_accuracy=_nan(report.val_accuracy),
                 l2_weight=report.l2_weight, reward_model_version=t.reward_model.version)
+            if isinstance(report, FewShotReport):  # which path the fewshot arm took
+                figures.update(report.figures())
         t.log.write('feedback', st.step, figures)
 
 

@@ -13,6 +13,8 @@ Relabeling Experience and Unsupervised Pre-training", ICML 2021
    so and budget is left, each followed by reward training and relabelling.
 
 ``algorithm: sac`` runs the same loop on the true reward (no queries): the upper bound.
+``init`` and ``fewshot`` run exactly the PEBBLE loop; only the reward ensemble's starting point
+and its trainer differ (:func:`pref_rl_learner.fewshot.arms.make_reward_learning`).
 The run is deterministic for a seed, and resumes from a checkpoint as if never stopped.
 """
 
@@ -29,14 +31,13 @@ import numpy as np
 import torch
 
 from pref_rl_learner.batches import SegmentPairs
+from pref_rl_learner.fewshot.arms import make_reward_learning
 from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.evaluation import evaluate_policy
 from pref_rl_learner.pebble.feedback import FeedbackSession
 from pref_rl_learner.pebble.state import RunState, load_run_state, save_run_state
 from pref_rl_learner.pebble.tasks import task_module
 from pref_rl_learner.preferences.store import PreferenceStore
-from pref_rl_learner.reward.ensemble import RewardEnsemble
-from pref_rl_learner.reward.training import RewardTrainer
 from pref_rl_learner.run_log import RunLog
 from pref_rl_learner.sac.agent import SAC
 from pref_rl_learner.sac.replay import ReplayBuffer
@@ -82,10 +83,10 @@ class PebbleTrainer:
         self.agent = SAC(obs_dim, act_dim, config.sac, seed=config.seed)
         self.buffer = ReplayBuffer(obs_shape, act_dim, config.replay_capacity,
                                    device=self.agent.device)
-        self.reward_model = RewardEnsemble(obs_shape, act_dim, config.reward_model,
-                                           seed=config.seed)
-        self.reward_trainer = RewardTrainer(self.reward_model, config.reward_training,
-                                            seed=config.seed)
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        # init/fewshot: the pretrained weights, unless the run's own checkpoint restores them.
+        self.reward_model, self.reward_trainer = make_reward_learning(
+            config, obs_shape, act_dim, load=not (resume and checkpoint.exists()))
         self.teacher = ScriptedTeacher(config.teacher_config,
                                        np.random.default_rng([config.seed, 1]))
         self.schedule = FeedbackSchedule(dataclasses.replace(
@@ -100,7 +101,6 @@ class PebbleTrainer:
         self.state = RunState()
         self._obs: np.ndarray | None = None
         self._stop_requested = False
-        checkpoint = self.run_dir / CHECKPOINT_NAME
         if resume:
             try:
                 load_run_state(self, checkpoint)

@@ -3,7 +3,7 @@
 Each member is the reward predictor of Christiano et al. 2017 ("Deep reinforcement learning
 from human preferences", https://arxiv.org/abs/1706.03741) as PEBBLE uses it (Lee et al. 2021,
 https://arxiv.org/abs/2106.05091): an MLP over the state or the state-action pair (3×256,
-leaky ReLU, tanh output), or, for pixel observations, the paper's Atari network (four
+leaky ReLU, tanh or linear output), or, for pixel observations, the paper's Atari network (four
 convolutions 7×7/5×5/3×3/3×3 with strides 3/2/1/1 and 16 filters, leaky ReLU, then fully
 connected layers with the action appended).
 
@@ -56,6 +56,10 @@ class RewardModelConfig:
     """Batch norm after every hidden linear/conv layer, statistics kept per member."""
     negative_slope: float = 0.01
     """Slope of the leaky ReLU for negative inputs."""
+    output: str = 'tanh'
+    """Output of each member: ``tanh`` (PEBBLE, B-Pref: r̂ in (−1, 1)) or ``linear``
+    (unbounded: no flat top where a dense reward such as a distance keeps changing, which a
+    saturated tanh cannot tell apart)."""
     cnn_channels: tuple[int, ...] = (16, 16, 16, 16)
     """Filters of each conv layer (``cnn`` only; DRLHP's Atari reward network)."""
     cnn_kernels: tuple[int, ...] = (7, 5, 3, 3)
@@ -88,6 +92,8 @@ class RewardModelConfig:
             raise ConfigError(f"{name}.encoder must be 'mlp' or 'cnn', got {self.encoder!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f'{name}.dropout must be in [0, 1), got {self.dropout}')
+        if self.output not in ('tanh', 'linear'):
+            raise ConfigError(f"{name}.output must be 'tanh' or 'linear', got {self.output!r}")
         if self.negative_slope < 0:
             raise ConfigError(f'{name}.negative_slope must be >= 0, got {self.negative_slope}')
         conv = (self.cnn_channels, self.cnn_kernels, self.cnn_strides)
@@ -147,7 +153,8 @@ class RewardEnsemble(nn.Module):
         if config.inputs == 'state_action':
             features += self.action_dim
         self.head = BatchedMLP(members, features, config.hidden_sizes, config.dropout,
-                               config.batch_norm, config.negative_slope, config.member_batching)
+                               config.batch_norm, config.negative_slope, config.member_batching,
+                               output=config.output)
         self.normalizer = RewardNormalizer()
         self.reset_parameters(seed)
         self.to(resolve_device(config.device))

@@ -55,7 +55,8 @@ class BatchedLinear(nn.Module):
 
 
 class BatchedMLP(nn.Module):
-    """``M`` MLPs: hidden layers linear → [batch norm] → leaky ReLU → [dropout]; tanh output.
+    """``M`` MLPs: hidden layers linear → [batch norm] → leaky ReLU → [dropout]; tanh (or
+    linear) output.
 
     Two kernels compute the same function from the same stacked weights: ``stacked`` runs
     each layer for all members as one ``baddbmm`` (one kernel launch per layer: the fast
@@ -66,7 +67,7 @@ class BatchedMLP(nn.Module):
 
     def __init__(self, members: int, in_features: int, hidden_sizes: tuple[int, ...],
                  dropout: float, batch_norm: bool, negative_slope: float,
-                 kernel: str = 'auto') -> None:
+                 kernel: str = 'auto', output: str = 'tanh') -> None:
         super().__init__()
         sizes = (in_features, *hidden_sizes, 1)
         self.members = members
@@ -76,6 +77,7 @@ class BatchedMLP(nn.Module):
             if batch_norm else None
         self.dropout, self.negative_slope = dropout, negative_slope
         self.kernel = kernel
+        self.output = torch.tanh if output == 'tanh' else (lambda y: y)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Re-draw weights; reset batch-norm statistics and affine parameters."""
@@ -89,7 +91,7 @@ class BatchedMLP(nn.Module):
         return (linear.weight for linear in self.linears)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` in (−1, 1)."""
+        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` (in (−1, 1) with tanh)."""
         kernel = self.kernel
         if kernel == 'auto':
             kernel = 'stacked' if x.device.type == 'cuda' else 'per_member'
@@ -104,7 +106,7 @@ class BatchedMLP(nn.Module):
             if self.norms is not None:
                 x = _member_norm(self.norms[i], x)
             x = self._activate(x)
-        return torch.tanh(self.linears[-1](x)).squeeze(-1)
+        return self.output(self.linears[-1](x)).squeeze(-1)
 
     def _member(self, m: int, h: torch.Tensor) -> torch.Tensor:
         """Member ``m`` alone: ``[K, in]`` -> ``[K]``."""
@@ -118,7 +120,7 @@ class BatchedMLP(nn.Module):
                                  norm.momentum, norm.eps)
             h = self._activate(h)
         last = self.linears[-1]
-        return torch.tanh(torch.addmm(last.bias[m], h, last.weight[m])).squeeze(-1)
+        return self.output(torch.addmm(last.bias[m], h, last.weight[m])).squeeze(-1)
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(x, self.negative_slope)

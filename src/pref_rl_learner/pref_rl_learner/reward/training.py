@@ -124,8 +124,9 @@ def preference_loss(logits: torch.Tensor, targets: torch.Tensor,
     return -(targets * log_p + (1 - targets) * log_not_p)
 
 
-class _Pairs(NamedTuple):
-    """A PreferenceBatch on the device, left and right stacked: index 0 left, 1 right."""
+class PairTensors(NamedTuple):
+    """A PreferenceBatch on the device, left and right stacked: index 0 left, 1 right
+    (:func:`pair_tensors` builds one)."""
 
     observations: torch.Tensor  # [N, 2, T, *obs]
     actions: torch.Tensor  # [N, 2, T, A]
@@ -211,7 +212,7 @@ class RewardTrainer:
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _epoch(self, data: _Pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _epoch(self, data: PairTensors) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over the pairs; returns per-member (summed loss, correct decisive) [M]."""
         model, config = self.model, self.config
         members, count = model.ensemble_size, data.targets.shape[0]
@@ -265,7 +266,7 @@ class RewardTrainer:
             self.l2_weight = max(self.l2_weight / self.config.l2_factor, self.config.l2_min)
 
     @torch.no_grad()
-    def _evaluate(self, data: _Pairs) -> tuple[float, float]:
+    def _evaluate(self, data: PairTensors) -> tuple[float, float]:
         model, eps = self.model, self.config.random_response
         steps = 2 * data.observations.shape[2]
         chunk = max(1, model.config.inference_chunk // steps)
@@ -289,37 +290,47 @@ class RewardTrainer:
         hits = (prob > 0.5) == (targets > 0.5)
         return loss, float(hits[decisive].float().mean())
 
-    def _to_device(self, batch: PreferenceBatch, name: str) -> _Pairs:
+    def _to_device(self, batch: PreferenceBatch, name: str) -> PairTensors:
         """Validate a PreferenceBatch and move it to the model's device, left/right stacked."""
-        model = self.model
-        count = batch.num_pairs
-        if count == 0:
-            raise RewardModelError(f'{name}: no preference pairs')
-        obs_l, obs_r = np.asarray(batch.left_observations), np.asarray(batch.right_observations)
-        act_l, act_r = np.asarray(batch.left_actions), np.asarray(batch.right_actions)
-        if obs_l.shape != obs_r.shape or obs_l.shape[0] != count or obs_l.ndim < 3 \
-                or obs_l.shape[2:] != model.observation_shape:
-            raise RewardModelError(
-                f'{name}: left/right observations {obs_l.shape}/{obs_r.shape} must both be '
-                f'[N={count}, T, *{model.observation_shape}]')
-        if act_l.shape != act_r.shape or act_l.shape[:2] != obs_l.shape[:2] or (
-                model.config.inputs == 'state_action' and act_l.shape[2:] != (model.action_dim,)):
-            raise RewardModelError(f'{name}: left/right actions {act_l.shape}/{act_r.shape} '
-                                   f'must both be [{count}, {obs_l.shape[1]}, '
-                                   f'{model.action_dim}]')
-        targets = np.asarray(batch.right_preferred, dtype=np.float32)
-        if targets.shape != (count,) or not np.all((targets >= 0) & (targets <= 1)):
-            raise RewardModelError(f'{name}: right_preferred must be [N] in [0, 1] (NaN is '
-                                   f'not), got shape {targets.shape}')
-        for label, array in (('observations', obs_l), ('observations', obs_r),
-                             ('actions', act_l), ('actions', act_r)):
-            if array.dtype.kind == 'f' and not np.isfinite(array).all():
-                raise RewardModelError(f'{name}: {label} hold NaN or inf')
-        obs_dtype = np.uint8 if obs_l.dtype == np.uint8 else np.float32
-        if obs_dtype == np.uint8 and model.encoder is None:
-            raise RewardModelError(f'{name}: uint8 observations need the cnn encoder')
-        device = model.device
-        return _Pairs(
-            torch.from_numpy(np.stack([obs_l, obs_r], axis=1).astype(obs_dtype)).to(device),
-            torch.from_numpy(np.stack([act_l, act_r], axis=1).astype(np.float32)).to(device),
-            torch.from_numpy(targets).to(device))
+        return pair_tensors(self.model, batch, name)
+
+
+def pair_tensors(model: RewardEnsemble, batch: PreferenceBatch, name: str = 'batch'
+                 ) -> PairTensors:
+    """Validate a PreferenceBatch and move it to ``model``'s device, left/right stacked.
+
+    Raises:
+        RewardModelError: the batch is empty, or its shapes, dtypes or values do not fit
+            ``model`` (``name`` says which batch in the message).
+    """
+    count = batch.num_pairs
+    if count == 0:
+        raise RewardModelError(f'{name}: no preference pairs')
+    obs_l, obs_r = np.asarray(batch.left_observations), np.asarray(batch.right_observations)
+    act_l, act_r = np.asarray(batch.left_actions), np.asarray(batch.right_actions)
+    if obs_l.shape != obs_r.shape or obs_l.shape[0] != count or obs_l.ndim < 3 \
+            or obs_l.shape[2:] != model.observation_shape:
+        raise RewardModelError(
+            f'{name}: left/right observations {obs_l.shape}/{obs_r.shape} must both be '
+            f'[N={count}, T, *{model.observation_shape}]')
+    if act_l.shape != act_r.shape or act_l.shape[:2] != obs_l.shape[:2] or (
+            model.config.inputs == 'state_action' and act_l.shape[2:] != (model.action_dim,)):
+        raise RewardModelError(f'{name}: left/right actions {act_l.shape}/{act_r.shape} '
+                               f'must both be [{count}, {obs_l.shape[1]}, '
+                               f'{model.action_dim}]')
+    targets = np.asarray(batch.right_preferred, dtype=np.float32)
+    if targets.shape != (count,) or not np.all((targets >= 0) & (targets <= 1)):
+        raise RewardModelError(f'{name}: right_preferred must be [N] in [0, 1] (NaN is '
+                               f'not), got shape {targets.shape}')
+    for label, array in (('observations', obs_l), ('observations', obs_r),
+                         ('actions', act_l), ('actions', act_r)):
+        if array.dtype.kind == 'f' and not np.isfinite(array).all():
+            raise RewardModelError(f'{name}: {label} hold NaN or inf')
+    obs_dtype = np.uint8 if obs_l.dtype == np.uint8 else np.float32
+    if obs_dtype == np.uint8 and model.encoder is None:
+        raise RewardModelError(f'{name}: uint8 observations need the cnn encoder')
+    device = model.device
+    return PairTensors(
+        torch.from_numpy(np.stack([obs_l, obs_r], axis=1).astype(obs_dtype)).to(device),
+        torch.from_numpy(np.stack([act_l, act_r], axis=1).astype(np.float32)).to(device),
+        torch.from_numpy(targets).to(device))

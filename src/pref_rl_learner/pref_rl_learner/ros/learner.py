@@ -12,6 +12,9 @@ docstring):
   seed/unsupervised steps, SAC, reward model, query selection, feedback schedule and
   budget, ...), e.g. ``config/pebble_point_mass.yaml``; '' uses TrainConfig's defaults.
   Relative paths are relative to the working directory.
+- ``algorithm`` (str), ``pretrained_reward`` (str): override the YAML's (the session's
+  ``algorithm:=`` and ``checkpoint:=`` launch arguments); ``init`` and ``fewshot`` need a
+  pretrained reward checkpoint, the other algorithms refuse one.
 - ``run_dir`` (str): where the preference store (``preferences/``) and ``checkpoint.pt``
   live; '' makes ``runs/<timestamp>-learner``. An existing run directory is resumed: the
   checkpoint is loaded, every acknowledged label is read back from the store, and queries
@@ -78,7 +81,7 @@ from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.learner import LearnerConfig, LearnerCore, LearnerWorker
 from pref_rl_learner.learner.evaluation import SessionEvaluator
-from pref_rl_learner.pebble.config import TrainConfig, load_config
+from pref_rl_learner.pebble.config import PRETRAINED_ALGORITHMS, TrainConfig, load_config
 from pref_rl_learner.ros.conversions import (
     label_from_ros,
     label_to_ros,
@@ -105,6 +108,12 @@ class LearnerNodeConfig:
 
     config: str = ''
     """TrainConfig YAML file of the run (as for ``pref-rl train``); '' : the defaults."""
+    algorithm: str = ''
+    """Overrides the config's ``algorithm`` (pebble, init, fewshot, sac); '' : keep it."""
+    pretrained_reward: str = ''
+    """Overrides the config's ``pretrained_reward``: the reward checkpoint ``init`` and
+    ``fewshot`` start from (``pref-rl pretrain``'s best_model.pt, or a ``pref-rl
+    reward-train`` output for ``init``); '' : keep it."""
     run_dir: str = ''
     """Run directory (label store, checkpoint); resumed if it exists; '' : a new one under
     ``runs/``."""
@@ -132,6 +141,24 @@ class LearnerNodeConfig:
             raise ConfigError(f'publish_period_s must be > 0, got {self.publish_period_s}')
 
 
+def _train_config(c: LearnerNodeConfig) -> TrainConfig:
+    """The run's TrainConfig: the YAML file (or the defaults) with the node's overrides.
+
+    Raises:
+        ConfigError: a bad file or value, or a pretrained reward model given to an algorithm
+            that would ignore it.
+    """
+    overrides = {key: value for key, value in (('algorithm', c.algorithm),
+                                               ('pretrained_reward', c.pretrained_reward))
+                 if value}
+    train = (load_config(c.config, overrides) if c.config
+             else dataclasses.replace(TrainConfig(), **overrides))
+    if c.pretrained_reward and train.algorithm not in PRETRAINED_ALGORITHMS:
+        raise ConfigError(f'pretrained_reward {c.pretrained_reward!r} is given, but algorithm '
+                          f'{train.algorithm} does not use one: use init or fewshot')
+    return train
+
+
 @dataclass
 class _Outgoing:
     """A query waiting for the frames of its segments."""
@@ -151,7 +178,7 @@ class LearnerNode(Node):
         if c.torch_threads:
             import torch
             torch.set_num_threads(c.torch_threads)
-        train = load_config(c.config) if c.config else TrainConfig()
+        train = _train_config(c)
         run_dir = Path(c.run_dir or f'runs/{time.strftime("%Y%m%d-%H%M%S")}-learner')
         self.core = LearnerCore(train, self.learner_config, run_dir,
                                 evaluator=SessionEvaluator(train, run_dir))

@@ -1,0 +1,227 @@
+"""Few-shot adaptation of the meta-trained reward ensemble in every feedback session.
+
+FewShotPEBBLE (Hejna & Sadigh, CoRL 2022, https://arxiv.org/abs/2212.03363, Sec. 4.2): at each
+feedback session the reward ensemble is reset to the meta-initialisation θ and adapted with the
+learned per-parameter learning rates α on *all* labels stored so far,
+
+    θ ← θ − α ⊙ ∇_θ ℒ(θ; 𝒟)        (at most ``adapt_max_steps`` epochs)
+
+until every member's training accuracy reaches ``target_accuracy`` (paper: 40 epochs, 0.95).
+When it does not, adaptation "fails" and ordinary training takes over from the adapted weights
+(:class:`~pref_rl_learner.reward.training.RewardTrainer`: Adam, ``reward_training``'s
+``max_epochs`` and target; paper: up to 1000 epochs). Resetting every session means the reward
+is always θ plus a small, label-driven step: the prior learned from the offline tasks is never
+washed out by early, scarce labels.
+
+:class:`FewShotTrainer` has :class:`RewardTrainer`'s interface (``train(train, val)`` →
+report, ``state_dict``/``load_state_dict``, one ``model.version`` increment per ``train``), so
+PEBBLE and the ROS learner use it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pref_rl_learner.batches import PreferenceBatch
+from pref_rl_learner.config import ConfigError
+from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, Params, member_accuracy
+from pref_rl_learner.reward.ensemble import RewardEnsemble
+from pref_rl_learner.reward.training import (
+    PairTensors,
+    RewardTrainer,
+    RewardTrainingConfig,
+    TrainingReport,
+    pair_tensors,
+)
+
+ADAPTED = 'adapted'
+"""Report path: adaptation with the learned learning rates reached the target."""
+FALLBACK = 'fallback'
+"""Report path: it did not, and ordinary (Adam) training continued from the adapted weights."""
+NOT_REACHED = 'not_reached'
+"""Report path: it did not, and ``fallback`` is off: the adapted weights are kept."""
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """Adaptation of the ``fewshot`` arm in every feedback session (paper's values)."""
+
+    adapt_max_steps: int = 40
+    """Most epochs of learned-learning-rate SGD over every stored label (paper: 40). An epoch
+    is one step while the labels fit in one ``reward_training.batch_size`` batch."""
+    adapt_min_steps: int = 2
+    """Epochs always taken, even when the target is reached earlier: the meta-initialisation
+    was trained to be good after ``maml.inner_steps`` (paper: 2) steps, not before."""
+    target_accuracy: float = 0.95
+    """Adaptation succeeds once every member's accuracy on the training labels reaches this
+    (paper: 0.95)."""
+    fallback: bool = True
+    """When adaptation misses the target, continue with ordinary training (Adam,
+    ``reward_training``) from the adapted weights; False keeps the adapted weights."""
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.adapt_max_steps < 1:
+            raise ConfigError(f'{name}.adapt_max_steps must be >= 1, got '
+                              f'{self.adapt_max_steps}')
+        if not 0 <= self.adapt_min_steps <= self.adapt_max_steps:
+            raise ConfigError(f'{name}.adapt_min_steps must be in [0, adapt_max_steps], got '
+                              f'{self.adapt_min_steps}')
+        if not 0 < self.target_accuracy <= 1:
+            raise ConfigError(f'{name}.target_accuracy must be in (0, 1], got '
+                              f'{self.target_accuracy}')
+
+
+@dataclass(frozen=True)
+class FewShotReport(TrainingReport):
+    """A :class:`TrainingReport` that also says how the session's reward was obtained."""
+
+    path: str
+    """``adapted``, ``fallback`` or ``not_reached`` (module constants)."""
+    adapt_steps: int
+    """Epochs of adaptation run before stopping or falling back."""
+    adapt_accuracy: float
+    """Lowest member's training accuracy right after adaptation."""
+
+    def figures(self) -> dict[str, float]:
+        """The adaptation figures for a run log (``adapt_path``: 1 adapted, 0 fell back,
+        −1 kept without reaching the target)."""
+        code = {ADAPTED: 1.0, FALLBACK: 0.0, NOT_REACHED: -1.0}[self.path]
+        return {'adapt_path': code, 'adapt_steps': float(self.adapt_steps),
+                'adapt_accuracy': self.adapt_accuracy}
+
+
+class FewShotTrainer:
+    """Resets ``model`` to its meta-initialisation and adapts it, every :meth:`train` call.
+
+    Args:
+        model: the ensemble, holding the meta-initialisation θ when constructed.
+        inner_lrs: the learned α by parameter name (``pref-rl pretrain``'s).
+        config: adaptation settings.
+        training: the fallback's settings (Adam); also its minibatch size and ε.
+        seed: seeds the minibatch order and the fallback's shuffling.
+    """
+
+    def __init__(self, model: RewardEnsemble, inner_lrs: Params, config: FewShotConfig,
+                 training: RewardTrainingConfig, seed: int = 0) -> None:
+        self.model, self.config, self.training = model, config, training
+        self.maml = MAML(model, MAMLConfig(learn_inner_lr=False,
+                                           random_response=training.random_response))
+        self.maml.load_state_dict({'inner_lrs': inner_lrs})
+        self.meta_init: Params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.fallback_trainer = RewardTrainer(model, training, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.counts = {ADAPTED: 0, FALLBACK: 0, NOT_REACHED: 0}
+
+    def reset_to_meta_init(self) -> None:
+        """Put θ back into the model (normalisation and version are left alone)."""
+        self.maml.load_parameters(self.meta_init)
+
+    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None
+              ) -> FewShotReport:
+        """Reset to θ, adapt on ``train``; fall back to Adam when the target is missed.
+
+        Raises:
+            RewardModelError: a batch is empty or malformed.
+        """
+        start = time.perf_counter()
+        data = pair_tensors(self.model, train, 'train')
+        if val is not None:
+            pair_tensors(self.model, val, 'val')  # reject a malformed val set up front
+        self.reset_to_meta_init()
+        params, steps, member_acc = self._adapt(data)
+        self.maml.load_parameters(params)
+        adapt_acc = _lowest(member_acc)
+        reached = not math.isnan(adapt_acc) and adapt_acc >= self.config.target_accuracy
+        if not reached and self.config.fallback:
+            self.fallback_trainer.reset()  # fresh Adam: the weights were just reset
+            base = self.fallback_trainer.train(train, val)  # increments model.version
+            self.counts[FALLBACK] += 1
+            return FewShotReport(**vars(base), path=FALLBACK, adapt_steps=steps,
+                                 adapt_accuracy=adapt_acc)
+        path = ADAPTED if reached else NOT_REACHED
+        self.counts[path] += 1
+        train_loss, _ = self.fallback_trainer.evaluate(train)
+        val_loss, val_acc = (None, None) if val is None else self.fallback_trainer.evaluate(val)
+        self.model.version += 1
+        return FewShotReport(
+            epochs=steps, train_loss=train_loss, train_accuracy=adapt_acc,
+            member_train_accuracy=tuple(float(a) for a in member_acc), val_loss=val_loss,
+            val_accuracy=val_acc, l2_weight=self.fallback_trainer.l2_weight,
+            reached_target=reached, seconds=time.perf_counter() - start, path=path,
+            adapt_steps=steps, adapt_accuracy=adapt_acc)
+
+    def evaluate(self, batch: PreferenceBatch) -> tuple[float, float]:
+        """(mean member loss, accuracy of the ensemble mean) of the current weights."""
+        return self.fallback_trainer.evaluate(batch)
+
+    def _adapt(self, data: PairTensors) -> tuple[Params, int, torch.Tensor]:
+        """Epochs of θ ← θ − α ⊙ ∇ℒ until the target; (weights, epochs, member accuracy)."""
+        config, model = self.config, self.model
+        params = self.maml.initial_parameters()
+        count, batch = data.targets.shape[0], self.training.batch_size
+        member_acc = self._member_accuracy(params, data)
+        steps = 0
+        while steps < config.adapt_max_steps:
+            if steps >= config.adapt_min_steps and _lowest(member_acc) >= config.target_accuracy:
+                break
+            model.train()
+            order = torch.randperm(count, generator=self.generator).to(data.targets.device)
+            for begin in range(0, count, batch):
+                index = order[begin:begin + batch]
+                part = PairTensors(data.observations[index], data.actions[index],
+                                   data.targets[index])
+                params = self.maml.step(params, part)
+            steps += 1
+            member_acc = self._member_accuracy(params, data)
+        return params, steps, member_acc
+
+    @torch.no_grad()
+    def _member_accuracy(self, params: Params, data: PairTensors) -> torch.Tensor:
+        """Each member's accuracy on ``data`` (eval mode, chunked)."""
+        model = self.model
+        steps = 2 * data.observations.shape[2]
+        chunk = max(1, model.config.inference_chunk // steps)
+        logits = []
+        with model.evaluating():
+            for begin in range(0, data.targets.shape[0], chunk):
+                part = PairTensors(data.observations[begin:begin + chunk],
+                                   data.actions[begin:begin + chunk],
+                                   data.targets[begin:begin + chunk])
+                logits.append(self.maml.pair_logits(params, part))
+        return member_accuracy(torch.cat(logits, dim=1), data.targets)
+
+    def state_dict(self) -> dict[str, Any]:
+        """θ, α, the fallback trainer, the counters and the shuffling generator."""
+        return {'meta_init': {n: t.clone() for n, t in self.meta_init.items()},
+                'inner_lrs': self.maml.state_dict()['inner_lrs'],
+                'fallback': self.fallback_trainer.state_dict(),
+                'counts': dict(self.counts), 'generator': self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (θ and α included: a resumed run needs no
+        pretrained file).
+
+        Raises:
+            MAMLStateError: α of other parameters or shapes; KeyError / RuntimeError: an
+                incomplete state or θ of other shapes.
+        """
+        meta_init = state['meta_init']
+        for name, tensor in self.meta_init.items():
+            if tuple(meta_init[name].shape) != tuple(tensor.shape):
+                raise RuntimeError(f'meta_init {name}: saved shape '
+                                   f'{tuple(meta_init[name].shape)}, model {tuple(tensor.shape)}')
+        self.maml.load_state_dict({'inner_lrs': state['inner_lrs']})
+        self.meta_init = {n: meta_init[n].to(t.device).clone() for n, t in self.meta_init.items()}
+        self.fallback_trainer.load_state_dict(state['fallback'])
+        self.counts = {k: int(state['counts'][k]) for k in self.counts}
+        self.generator.set_state(state['generator'].cpu())
+
+
+def _lowest(member_acc: torch.Tensor) -> float:
+    return float(member_acc.min()) if member_acc.numel() else math.nan

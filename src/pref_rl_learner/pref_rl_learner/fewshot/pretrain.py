@@ -1,0 +1,348 @@
+"""MAML meta-training of the reward ensemble on a multi-task dataset (``pref-rl pretrain``).
+
+Few-shot preference learning (Hejna & Sadigh, CoRL 2022, https://arxiv.org/abs/2212.03363,
+Sec. 4 and App. B): every outer step draws ``tasks_per_batch`` training tasks; from each, a
+support set and a query set of segment pairs, labelled by the scripted teacher from the task's
+true rewards; the ensemble adapts on the support set with the learned inner learning rates
+(:class:`~pref_rl_learner.fewshot.maml.MAML`) and the query loss of the adapted weights,
+averaged over the tasks, is minimised by Adam over θ and α.
+
+Every ``eval_interval`` steps the post-adaptation accuracy on the held-out (``eval`` split)
+tasks is measured on fixed support/query draws; the best checkpoint by that accuracy is
+``best_model.pt`` and the latest ``last_model.pt`` (:mod:`.meta_checkpoint`; both load with
+:func:`~pref_rl_learner.offline_reward.load_reward_model`). Curves go to ``train.csv`` /
+``eval.csv`` and ``curves.png``. Samples of step ``k`` come from a generator seeded with
+``(seed, k)`` (and torch's global generator, for dropout, is seeded from them), so a
+pretraining resumed from ``last_model.pt`` draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from pref_rl_learner.config import ConfigError, from_mapping
+from pref_rl_learner.fewshot.dataset import MultiTaskDataset
+from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, pair_accuracy
+from pref_rl_learner.fewshot.meta_checkpoint import read_pretrain_state, save_meta_checkpoint
+from pref_rl_learner.fewshot.task_pairs import PretrainError, TaskPairSampler
+from pref_rl_learner.reward.ensemble import RewardEnsemble, RewardModelConfig
+from pref_rl_learner.run_log import RunLog
+from pref_rl_learner.teacher import TeacherConfig
+
+BEST_NAME = 'best_model.pt'
+LAST_NAME = 'last_model.pt'
+CONFIG_NAME = 'pretrain_config.yaml'
+NORMALIZER_STEPS = 10_000
+"""Transitions of the training tasks the saved reward normalisation is fitted on."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``pref-rl pretrain`` settings (defaults: the paper's point-mass/reacher values)."""
+
+    seed: int = 0
+    """Seeds the weights, the task/segment draws and the teacher."""
+    steps: int = 100_000
+    """Outer (meta) steps (paper: 100k; 200k for MetaWorld)."""
+    tasks_per_batch: int = 4
+    """Training tasks per outer step (paper: 4)."""
+    support_pairs: int = 24
+    """Labelled pairs per task to adapt on (paper: 24 point mass/reacher, 32 MetaWorld)."""
+    query_pairs: int = 24
+    """Labelled pairs per task the adapted model is scored on (paper: as support)."""
+    segment_length: int = 0
+    """Steps per segment; 0 uses the dataset's; a shorter length crops a random window of
+    every drawn segment (e.g. 10 for point mass from longer recorded segments)."""
+    outer_lr: float = 1e-4
+    """Adam learning rate of θ and α (paper: 1e-4)."""
+    grad_clip: float = 0.0
+    """Clip the outer gradient to this global norm; 0 disables."""
+    eval_interval: int = 1000
+    """Outer steps between evaluations on the held-out tasks (and ``last_model.pt``); a
+    multiple of ``log_interval``."""
+    eval_draws: int = 4
+    """Fixed support/query draws per held-out task averaged by an evaluation."""
+    holdout_tasks: int = 2
+    """When the dataset marks no task ``eval``: this many training tasks (seeded choice) are
+    held out for evaluation instead."""
+    log_interval: int = 100
+    """Outer steps averaged into one ``train.csv`` row."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """Scripted teacher labelling the pairs (oracle by default, as in the paper)."""
+    maml: MAMLConfig = field(default_factory=MAMLConfig)
+    """Inner loop: steps, initial α, learned α, first order."""
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    """Architecture of the ensemble; must equal ``reward_model`` of the train configs that
+    load the result (point mass: ``inputs: state``, 3×128)."""
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in ('steps', 'tasks_per_batch', 'support_pairs', 'query_pairs',
+                    'eval_interval', 'eval_draws', 'log_interval'):
+            if getattr(self, key) < 1:
+                raise ConfigError(f'{name}.{key} must be >= 1, got {getattr(self, key)}')
+        for key in ('segment_length', 'holdout_tasks'):
+            if getattr(self, key) < 0:
+                raise ConfigError(f'{name}.{key} must be >= 0, got {getattr(self, key)}')
+        if self.eval_interval % self.log_interval:
+            raise ConfigError(f'{name}.eval_interval ({self.eval_interval}) must be a multiple '
+                              f'of log_interval ({self.log_interval}): a pretraining resumed '
+                              'from last_model.pt then logs the rows an uninterrupted one does')
+        if not (math.isfinite(self.outer_lr) and self.outer_lr > 0):
+            raise ConfigError(f'{name}.outer_lr must be > 0, got {self.outer_lr}')
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ConfigError(f'{name}.grad_clip must be >= 0, got {self.grad_clip}')
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Outcome of :func:`pretrain`."""
+
+    steps: int
+    """Outer steps done in total (a resumed run counts the earlier ones)."""
+    best_accuracy: float
+    """Best post-adaptation accuracy on the held-out tasks."""
+    best_step: int
+    """Outer step of ``best_model.pt``."""
+    best_path: Path
+    last_path: Path
+    eval_tasks: tuple[str, ...]
+    """The held-out task ids evaluated on."""
+    seconds: float
+    """Wall time of this call."""
+
+
+def load_pretrain_config(path: str | Path | None,
+                         overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """A :class:`PretrainConfig` from a YAML file (defaults when ``path`` is None) with dotted
+    ``overrides`` (``maml.inner_steps: 3``) applied.
+
+    Raises:
+        ConfigError: unreadable YAML, an unknown key (named) or a bad value.
+    """
+    mapping: dict[str, Any] = {}
+    if path is not None:
+        try:
+            mapping = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f'{path}: cannot read config: {err}') from None
+        if not isinstance(mapping, dict):
+            raise ConfigError(f'{path}: a config must be a YAML mapping')
+    for dotted, value in (overrides or {}).items():
+        node = mapping
+        *parents, leaf = dotted.split('.')
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'override {dotted}: {key} is not a mapping')
+        node[leaf] = value
+    try:
+        return from_mapping(PretrainConfig, mapping)
+    except ConfigError as err:
+        raise ConfigError(f'{path or "pretrain config"}: {err}') from None
+
+
+def split_tasks(dataset: MultiTaskDataset, config: PretrainConfig
+                ) -> tuple[list[str], list[str]]:
+    """(training task ids, held-out task ids), each sorted.
+
+    Raises:
+        PretrainError: no training task is left.
+    """
+    train = sorted(t for t in dataset.tasks if dataset.split.get(t, 'train') == 'train')
+    held = sorted(t for t in dataset.tasks if dataset.split.get(t) == 'eval')
+    if not held and config.holdout_tasks:
+        if len(train) <= config.holdout_tasks:
+            raise PretrainError(f'the dataset has {len(train)} task(s) and none marked eval: '
+                                f'too few to hold out {config.holdout_tasks}')
+        rng = np.random.default_rng([config.seed, 7])
+        chosen = set(rng.choice(train, config.holdout_tasks, replace=False).tolist())
+        held, train = sorted(chosen), [t for t in train if t not in chosen]
+    if not train:
+        raise PretrainError('the dataset has no training task')
+    return train, held
+
+
+def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainConfig,
+             progress: Callable[[int, dict[str, float]], None] | None = None,
+             resume: bool = False) -> PretrainResult:
+    """Meta-train a reward ensemble on ``dataset``; checkpoints and curves go to ``out_dir``.
+
+    Args:
+        progress: called after every outer step with the step and current figures.
+        resume: continue from ``out_dir/last_model.pt`` (written with the same config).
+
+    Raises:
+        PretrainError: unusable dataset (shapes differ between tasks, too few segments).
+        CheckpointError: ``resume`` and ``last_model.pt`` is missing, corrupt or for another
+            config.
+    """
+    started = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_ids, eval_ids = split_tasks(dataset, config)
+    sampler = TaskPairSampler(dataset, config.segment_length, config.teacher)
+    model = RewardEnsemble(sampler.observation_shape, sampler.action_dim, config.reward_model,
+                           seed=config.seed)
+    sampler.check_model(model)
+    maml = MAML(model, config.maml)
+    optimizer = torch.optim.Adam(maml.meta_parameters(), lr=config.outer_lr)
+    mapping = dataclasses.asdict(config)
+    step, best_acc, best_step = 0, -math.inf, 0
+    if resume:
+        step, best_acc, best_step = _resume(out, maml, optimizer, mapping)
+    log = RunLog(out, tensorboard=False, resume_step=step)  # drops rows of an earlier run
+    eval_sets = [sampler.draw(task, np.random.default_rng([config.seed, 11, i, d]),
+                              config.support_pairs, config.query_pairs)
+                 for i, task in enumerate(eval_ids) for d in range(config.eval_draws)]
+    window: dict[str, list[float]] = {'meta_loss': [], 'query_accuracy': []}
+    figures: dict[str, float] = {}
+    try:
+        while step < config.steps:
+            loss, accuracy = _outer_step(maml, optimizer, sampler, train_ids, config, step)
+            step += 1
+            window['meta_loss'].append(loss)
+            window['query_accuracy'].append(accuracy)
+            if step % config.log_interval == 0 or step == config.steps:
+                row = {k: float(np.nanmean(v)) for k, v in window.items()}
+                row['inner_lr_mean'] = _mean_inner_lr(maml)
+                log.write('train', step, row)
+                figures.update(row)
+                window = {k: [] for k in window}
+            if step % config.eval_interval == 0 or step == config.steps:
+                post, pre = evaluate(maml, eval_sets)
+                figures.update(eval_accuracy=post)
+                # Without held-out tasks (or a NaN score) the first/latest is kept.
+                if not eval_sets or best_step == 0 or post > best_acc:
+                    best_acc, best_step = post, step
+                    _save(out / BEST_NAME, maml, sampler, config, mapping, step, post,
+                          best_acc, best_step, None)
+                log.write('eval', step, {'accuracy_post_adaptation': post,
+                                         'accuracy_pre_adaptation': pre,
+                                         'best_accuracy': best_acc})
+                _save(out / LAST_NAME, maml, sampler, config, mapping, step, post, best_acc,
+                      best_step, optimizer)
+            if progress is not None:
+                progress(step, figures)
+    finally:
+        log.close()
+    plot_curves(out)
+    return PretrainResult(step, best_acc, best_step, out / BEST_NAME, out / LAST_NAME,
+                          tuple(eval_ids), time.monotonic() - started)
+
+
+def _outer_step(maml: MAML, optimizer: torch.optim.Optimizer, sampler: TaskPairSampler,
+                train_ids: list[str], config: PretrainConfig, step: int) -> tuple[float, float]:
+    """One meta-batch: adapt on each task's support set, Adam on the mean query loss."""
+    rng = np.random.default_rng([config.seed, step])
+    torch.manual_seed(config.seed * 1_000_003 + step)  # dropout: a resumed run draws the same
+    tasks = rng.choice(len(train_ids), config.tasks_per_batch,
+                       replace=len(train_ids) < config.tasks_per_batch)
+    maml.model.train()
+    optimizer.zero_grad(set_to_none=True)
+    losses, accuracies = [], []
+    for index in tasks:
+        support, query = sampler.draw(train_ids[index], rng, config.support_pairs,
+                                      config.query_pairs)
+        loss, logits = maml.meta_loss(support, query)
+        (loss / len(tasks)).backward()  # one graph at a time: memory of one task
+        losses.append(float(loss.detach()) / maml.model.ensemble_size)
+        accuracies.append(pair_accuracy(logits, query.targets))
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(maml.meta_parameters(), config.grad_clip)
+    optimizer.step()
+    return float(np.mean(losses)), float(np.nanmean(accuracies))
+
+
+def evaluate(maml: MAML, draws: list) -> tuple[float, float]:
+    """(post-, pre-adaptation) accuracy of the ensemble mean on the query pairs of
+    ``draws`` ((support, query) pairs), adapting ``inner_steps`` on each support set."""
+    if not draws:
+        return math.nan, math.nan
+    post, pre = [], []
+    with maml.model.evaluating():
+        for support, query in draws:
+            adapted = maml.adapt(support)
+            with torch.no_grad():
+                post.append(pair_accuracy(maml.pair_logits(adapted, query), query.targets))
+                pre.append(pair_accuracy(maml.pair_logits(maml.initial_parameters(), query),
+                                         query.targets))
+    return float(np.nanmean(post)), float(np.nanmean(pre))
+
+
+def _mean_inner_lr(maml: MAML) -> float:
+    total = sum(float(t.detach().sum()) for t in maml.inner_lrs.values())
+    return total / sum(t.numel() for t in maml.inner_lrs.values())
+
+
+def _save(path: Path, maml: MAML, sampler: TaskPairSampler, config: PretrainConfig,
+          mapping: dict[str, Any], step: int, accuracy: float, best_acc: float, best_step: int,
+          optimizer: torch.optim.Optimizer | None) -> None:
+    observations, actions = sampler.transitions(NORMALIZER_STEPS, config.seed)
+    maml.model.fit_normalizer(observations, actions)
+    info: dict[str, Any] = {'step': step, 'eval_accuracy': accuracy,
+                            'best_accuracy': best_acc, 'best_step': best_step}
+    if optimizer is not None:
+        info['optimizer'] = optimizer.state_dict()
+    save_meta_checkpoint(path, maml, seed=config.seed, pretrain_config=mapping, info=info)
+
+
+def _resume(out: Path, maml: MAML, optimizer: torch.optim.Optimizer,
+            mapping: dict[str, Any]) -> tuple[int, float, int]:
+    from pref_rl_learner.checkpoint import CheckpointError
+
+    path = out / LAST_NAME
+    state = read_pretrain_state(path)
+    if state.get('pretrain_config') != mapping:
+        raise CheckpointError(f'{path}: written with a different pretrain config')
+    try:
+        maml.model.load_state_dict(state['model'])
+        maml.load_state_dict(state['maml'])
+        optimizer.load_state_dict(state['pretrain']['optimizer'])
+        info = state['pretrain']
+        return int(info['step']), float(info['best_accuracy']), int(info['best_step'])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f'{path}: incomplete pretrain checkpoint: {err}') from None
+
+
+def plot_curves(out: str | Path) -> Path | None:
+    """``curves.png`` of the meta-training query accuracy and the held-out accuracies."""
+    from pref_rl_learner.run_log import read_csv
+
+    out = Path(out)
+    if not (out / 'train.csv').exists():
+        return None
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    train = read_csv(out / 'train.csv')
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(train['step'], train['query_accuracy'], label='train tasks, after adaptation')
+    if (out / 'eval.csv').exists():
+        ev = read_csv(out / 'eval.csv')
+        ax.plot(ev['step'], ev['accuracy_post_adaptation'], marker='o',
+                label='held-out tasks, after adaptation')
+        ax.plot(ev['step'], ev['accuracy_pre_adaptation'], marker='.', linestyle='--',
+                label='held-out tasks, before adaptation')
+    ax.set_xlabel('outer step')
+    ax.set_ylabel('preference accuracy (query pairs)')
+    ax.set_title('MAML reward pretraining')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / 'curves.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,217 @@
+"""MAML reward pretraining and few-shot adaptation on a family of toy reward tasks.
+
+The family: 6-D states and per task a linear reward r(s) = w·s with w in the plane of the
+first two coordinates (the other four are distractors), pointing within ±10° of +x or of −x:
+"go right" and "go left" tasks with different tilts. Tasks disagree on about half of all
+pairs, so no single reward fits them; a pretrained model has to learn which coordinates
+matter and how to find the task's direction from a few labels. Segments are single steps
+(pairs of states): with longer segments, rankings by sums of a monotone but curved learned
+reward differ from those of the linear true one on a few percent of pairs, a ceiling brief
+meta-training cannot lift and that has nothing to do with adaptation.
+"""
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pref_rl_learner.batches import PreferenceBatch
+from pref_rl_learner.config import from_mapping
+from pref_rl_learner.fewshot.adapt import (
+    ADAPTED,
+    FALLBACK,
+    NOT_REACHED,
+    FewShotConfig,
+    FewShotTrainer,
+)
+from pref_rl_learner.fewshot.dataset import MultiTaskDataset, TaskData
+from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, MAMLStateError
+from pref_rl_learner.fewshot.meta_checkpoint import load_pretrained
+from pref_rl_learner.fewshot.pretrain import PretrainConfig, pretrain
+from pref_rl_learner.reward import (
+    RewardEnsemble,
+    RewardModelConfig,
+    RewardTrainer,
+    RewardTrainingConfig,
+)
+from pref_rl_learner.reward.training import pair_tensors
+
+DIM, STEPS, TILT = 6, 1, math.radians(10)
+MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32], 'member_batching': 'stacked'}
+TRAINING = {'max_epochs': 200, 'batch_size': 64}
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def direction(u: float) -> float:
+    """Task angle for u in [0, 1): the first half tilts around +x, the second around −x."""
+    return (0.0 if u < 0.5 else math.pi) + (4 * (u % 0.5) - 1) * TILT
+
+
+def true_reward(angle: float, states: np.ndarray) -> np.ndarray:
+    return math.cos(angle) * states[..., 0] + math.sin(angle) * states[..., 1]
+
+
+def random_states(rng: np.random.Generator, count: int) -> np.ndarray:
+    return rng.uniform(-1, 1, (count, STEPS, DIM)).astype(np.float32)
+
+
+def toy_task(angle: float, seed: int, segments: int = 256) -> TaskData:
+    states = random_states(np.random.default_rng(seed), segments)
+    return TaskData(f'toy/{seed}', 'toy', states, np.zeros((segments, STEPS, 1), np.float32),
+                    true_reward(angle, states).astype(np.float32),
+                    np.array(['random'] * segments))
+
+
+def labelled_pairs(angle: float, seed: int, count: int) -> PreferenceBatch:
+    """``count`` random pairs of the task, labelled by the oracle (right ≻ left or not)."""
+    rng = np.random.default_rng(seed)
+    left, right = random_states(rng, count), random_states(rng, count)
+    actions = np.zeros((count, STEPS, 1), np.float32)
+    preferred = true_reward(angle, right).sum(1) > true_reward(angle, left).sum(1)
+    return PreferenceBatch(left, actions, right, actions, preferred.astype(np.float32))
+
+
+def toy_dataset(tasks: int = 32) -> MultiTaskDataset:
+    data = {f'toy/{i}': toy_task(direction(i / tasks), i) for i in range(tasks)}
+    split = {task: 'eval' if i % 8 == 3 else 'train' for i, task in enumerate(data)}
+    return MultiTaskDataset(data, split)
+
+
+@pytest.fixture(scope='module')
+def meta_init(tmp_path_factory):
+    """The toy family meta-trained briefly (~400 outer steps, a few seconds)."""
+    config = from_mapping(PretrainConfig, {
+        'steps': 400, 'support_pairs': 8, 'query_pairs': 16, 'outer_lr': 1e-2,
+        'eval_interval': 100, 'log_interval': 50, 'eval_draws': 2,
+        'maml': {'inner_lr': 1e-2}, 'reward_model': MODEL})
+    out = tmp_path_factory.mktemp('toy')
+    with one_torch_thread():  # module fixtures run before conftest's per-test one
+        pretrain(toy_dataset(), out, config)
+    return load_pretrained(out / 'last_model.pt')
+
+
+def _model(meta_init) -> RewardEnsemble:
+    model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig, MODEL))
+    model.load_state_dict(meta_init.model.state_dict())
+    return model
+
+
+def _fewshot(meta_init, seed: int = 0, **config) -> FewShotTrainer:
+    return FewShotTrainer(_model(meta_init), meta_init.inner_lrs, FewShotConfig(**config),
+                          from_mapping(RewardTrainingConfig, TRAINING), seed=seed)
+
+
+def test_adapts_to_a_new_task_from_8_labels_where_training_from_scratch_cannot(meta_init):
+    fewshot, scratch, before, paths = [], [], [], []
+    # New tasks: tilts the 32 training tasks never had (theirs are multiples of 1.25°).
+    for k, u in enumerate((0.1, 0.33, 0.6, 0.85)):
+        angle = direction(u + 0.02)
+        labels, held_out = labelled_pairs(angle, 100 + k, 8), labelled_pairs(angle, 200 + k, 1000)
+        trainer = _fewshot(meta_init, seed=k)
+        before.append(trainer.evaluate(held_out)[1])
+        paths.append(trainer.train(labels).path)
+        fewshot.append(trainer.evaluate(held_out)[1])
+        model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig, MODEL), seed=k)
+        baseline = RewardTrainer(model, from_mapping(RewardTrainingConfig, TRAINING), seed=k)
+        assert baseline.train(labels).reached_target  # it fits the 8 labels, too
+        scratch.append(baseline.evaluate(held_out)[1])
+    assert np.mean(fewshot) >= 0.9, (fewshot, paths, scratch)
+    assert paths.count(ADAPTED) >= len(paths) // 2, paths  # mostly without Adam's fallback
+    assert np.mean(scratch) <= np.mean(fewshot) - 0.1, (fewshot, scratch)
+    assert min(before) < 0.5  # the meta-initialisation alone fits no single task
+
+
+def test_maml_adapt_leaves_the_meta_initialisation_alone_and_meta_gradients_reach_alpha():
+    torch.manual_seed(0)
+    model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig, MODEL))
+    maml = MAML(model, MAMLConfig(inner_lr=0.05))
+    data = pair_tensors(model, labelled_pairs(0.3, 0, 16))
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    before = maml.loss(maml.initial_parameters(), data)[0].item()
+    adapted = maml.adapt(data, steps=5)
+    assert maml.loss(adapted, data)[0].item() < before  # adaptation fits the support set
+    for name, p in model.named_parameters():
+        assert torch.equal(p, theta[name]), name
+        assert not adapted[name].requires_grad or adapted[name].grad_fn is None
+    loss, _ = maml.meta_loss(data, pair_tensors(model, labelled_pairs(0.3, 1, 16)))
+    loss.backward()
+    for name, lr in maml.inner_lrs.items():
+        assert lr.grad is not None and lr.grad.abs().sum() > 0, name
+    assert all(p.grad.abs().sum() > 0 for p in model.parameters())
+    # First order: α still learns through θ − α ⊙ g, at a fraction of the cost.
+    first = MAML(model, MAMLConfig(inner_lr=0.05, first_order=True))
+    first.meta_loss(data, data)[0].backward()
+    assert all(lr.grad.abs().sum() > 0 for lr in first.inner_lrs.values())
+
+
+def test_maml_state_round_trip_and_mismatch():
+    model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig, MODEL))
+    maml = MAML(model, MAMLConfig())
+    with torch.no_grad():
+        for i, lr in enumerate(maml.inner_lrs.values()):
+            lr.fill_(0.1 * (i + 1))
+    other = MAML(model, MAMLConfig())
+    other.load_state_dict(maml.state_dict())
+    for name, lr in maml.inner_lrs.items():
+        assert torch.equal(other.inner_lrs[name], lr)
+    wider = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig,
+                                                   {**MODEL, 'hidden_sizes': [16, 32]}))
+    with pytest.raises(MAMLStateError, match='saved shape'):
+        MAML(wider, MAMLConfig()).load_state_dict(maml.state_dict())
+
+
+def test_every_session_starts_from_the_meta_initialisation(meta_init):
+    first, second = labelled_pairs(0.1, 1, 8), labelled_pairs(math.pi, 2, 8)
+    trainer = _fewshot(meta_init)
+    trainer.train(first)
+    report = trainer.train(second)
+    fresh = _fewshot(meta_init)
+    fresh.train(second)
+    for (name, p), q in zip(trainer.model.named_parameters(), fresh.model.parameters(),
+                            strict=True):
+        assert torch.allclose(p, q), name  # the first session left no trace
+    assert trainer.model.version == 2 and report.path == ADAPTED
+    assert report.train_accuracy >= 0.95 and report.epochs == report.adapt_steps
+
+
+def test_falls_back_to_ordinary_training_when_adaptation_misses_the_target(meta_init):
+    # Every pair twice with opposite answers: no reward reaches 95% on them.
+    pairs = labelled_pairs(0.0, 3, 6)
+    flipped = PreferenceBatch(*pairs[:4], 1 - pairs.right_preferred)
+    contradictory = PreferenceBatch(*(np.concatenate([a, b]) for a, b in zip(pairs, flipped,
+                                                                             strict=True)))
+    trainer = _fewshot(meta_init, adapt_max_steps=3)
+    report = trainer.train(contradictory)
+    assert report.path == FALLBACK and report.adapt_steps == 3
+    assert report.epochs == TRAINING['max_epochs']  # Adam ran to its own limit
+    assert trainer.model.version == 1 and trainer.counts[FALLBACK] == 1
+    keep = _fewshot(meta_init, adapt_max_steps=3, fallback=False)
+    report = keep.train(contradictory)
+    assert report.path == NOT_REACHED and report.epochs == 3 and keep.model.version == 1
+
+
+def test_state_dict_restores_meta_init_and_learning_rates(meta_init):
+    trainer = _fewshot(meta_init)
+    trainer.train(labelled_pairs(0.2, 4, 8))
+    model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig, MODEL), seed=9)
+    placeholder = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    restored = FewShotTrainer(model, placeholder, FewShotConfig(),
+                              from_mapping(RewardTrainingConfig, TRAINING))
+    restored.load_state_dict(trainer.state_dict())
+    batch = labelled_pairs(2.0, 5, 8)
+    trainer.train(batch)
+    restored.train(batch)
+    for p, q in zip(trainer.model.parameters(), restored.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert restored.counts == trainer.counts
