@@ -15,6 +15,7 @@ import textwrap
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pref_rl_learner.errors import PrefRLError
@@ -88,3 +89,36 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any]) -> T:
                           f"(valid: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     return cls(**{k: _coerce(cls, k, hints[k], v) for k, v in mapping.items()})
+
+
+def load_yaml_config(cls: type[T], path: str | Path | None,
+                     overrides: Mapping[str, Any] | None = None) -> T:
+    """``cls`` from a YAML mapping file (its defaults when ``path`` is None), with dotted
+    ``overrides`` (``{'sac.batch_size': 128}``) applied first.
+
+    Raises:
+        ConfigError: unreadable YAML, not a mapping, an unknown key (named, with the file) or
+            a bad value.
+    """
+    import yaml
+
+    mapping: dict[str, Any] = {}
+    if path is not None:
+        try:
+            mapping = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f'{path}: cannot read config: {err}') from err
+        if not isinstance(mapping, dict):
+            raise ConfigError(f'{path}: a config must be a YAML mapping')
+    for dotted, value in (overrides or {}).items():
+        node = mapping
+        *parents, leaf = dotted.split('.')
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'override {dotted}: {key} is not a mapping')
+        node[leaf] = value
+    try:
+        return from_mapping(cls, mapping)
+    except ConfigError as err:
+        raise ConfigError(f'{path or cls.__name__}: {err}') from None

@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-from pref_rl_learner.config import ConfigError, from_mapping
+from pref_rl_learner.config import ConfigError, load_yaml_config
 from pref_rl_learner.fewshot.dataset import MultiTaskDataset
 from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, pair_accuracy
 from pref_rl_learner.fewshot.meta_checkpoint import read_pretrain_state, save_meta_checkpoint
@@ -130,26 +129,7 @@ def load_pretrain_config(path: str | Path | None,
     Raises:
         ConfigError: unreadable YAML, an unknown key (named) or a bad value.
     """
-    mapping: dict[str, Any] = {}
-    if path is not None:
-        try:
-            mapping = yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f'{path}: cannot read config: {err}') from None
-        if not isinstance(mapping, dict):
-            raise ConfigError(f'{path}: a config must be a YAML mapping')
-    for dotted, value in (overrides or {}).items():
-        node = mapping
-        *parents, leaf = dotted.split('.')
-        for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f'override {dotted}: {key} is not a mapping')
-        node[leaf] = value
-    try:
-        return from_mapping(PretrainConfig, mapping)
-    except ConfigError as err:
-        raise ConfigError(f'{path or "pretrain config"}: {err}') from None
+    return load_yaml_config(PretrainConfig, path, overrides)
 
 
 def split_tasks(dataset: MultiTaskDataset, config: PretrainConfig

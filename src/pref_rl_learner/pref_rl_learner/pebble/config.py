@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pref_rl_learner.config import ConfigError, from_mapping
+from pref_rl_learner.config import ConfigError, load_yaml_config
 from pref_rl_learner.fewshot.adapt import FewShotConfig
 from pref_rl_learner.preferences.store import PreferenceStoreConfig
 from pref_rl_learner.query_selection import QuerySelectionConfig
@@ -133,22 +131,4 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     Raises:
         ConfigError: unreadable YAML, an unknown key (named, with its path) or a bad value.
     """
-    path = Path(path)
-    try:
-        mapping = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f'{path}: cannot read config: {err}') from err
-    if not isinstance(mapping, dict):
-        raise ConfigError(f'{path}: a config must be a YAML mapping')
-    for dotted, value in (overrides or {}).items():
-        node = mapping
-        *parents, leaf = dotted.split('.')
-        for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f'override {dotted}: {key} is not a mapping')
-        node[leaf] = value
-    try:
-        return from_mapping(TrainConfig, mapping)
-    except ConfigError as err:
-        raise ConfigError(f'{path}: {err}') from None
+    return load_yaml_config(TrainConfig, path, overrides)
