@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from pref_rl_learner.types import Segment
@@ -27,3 +29,12 @@ def make_segment(length: int = 25, obs_dim: int = 39, act_dim: int = 4,
                       frame_stride=1)
     fields.update(overrides)
     return Segment(**fields)
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != 'Z'

@@ -43,15 +43,6 @@ def test_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return prefix
 
 
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != 'Z'
-
-
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Learning tests run on one torch thread: reproducible figures, and no oversubscription

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import process_alive
+
+from pref_rl_learner.testing import process_alive
 
 
 def launch(path: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
