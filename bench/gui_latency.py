@@ -266,12 +266,9 @@ def measure(mode: str, seconds: float) -> dict:
     from PyQt5.QtCore import QTimer
     from rclpy.parameter import Parameter
 
-    from pref_rl_gui.model import LabelingModel
     from pref_rl_gui.outbox import Outbox
-    from pref_rl_gui.ros.bridge import RosBridge
+    from pref_rl_gui.ros.labeler import assemble
     from pref_rl_gui.ros.node import LabelerNode
-    from pref_rl_gui.widgets.app import LabelerApp, qt_application
-    from pref_rl_gui.widgets.window import LabelerWindow
 
     peer = subprocess.Popen([sys.executable, __file__, '--peer', mode],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -283,12 +280,7 @@ def measure(mode: str, seconds: float) -> dict:
         Parameter('playback_steps_per_s', value=PLAYBACK_STEPS_PER_S),
         Parameter('loop_pause_s', value=0.0), Parameter('episode_refresh_s', value=1.0)])
     outbox = Outbox.open(outdir, background=True)
-    app = qt_application()
-    bridge = RosBridge(node)
-    model = LabelingModel(node.config, outbox, sink=bridge)
-    window = LabelerWindow(model)
-    LabelerApp(model, window, bridge.request_frames)
-    bridge.attach(model)
+    app, bridge, model, window = assemble(node, outbox)
     bridge.start()
     window.show()
     segments = [0]

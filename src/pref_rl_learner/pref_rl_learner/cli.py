@@ -233,7 +233,7 @@ def _register(module: str, sub: argparse._SubParsersAction) -> None:
         plugin = importlib.import_module(module)
     except ModuleNotFoundError as err:
         if err.name is not None and module.startswith(err.name):
-            return  # that part of the stack is not installed (or not written yet)
+            return  # that package of the stack is not installed here (e.g. no pref_rl_gui)
         raise
     plugin.register(sub)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import rclpy
 from rclpy.impl.rcutils_logger import RcutilsLogger
@@ -28,18 +29,44 @@ from pref_rl_gui.model import Change, LabelingModel
 from pref_rl_gui.outbox import Outbox
 from pref_rl_learner.errors import PrefRLError
 
+if TYPE_CHECKING:
+    from PyQt5.QtWidgets import QApplication
+
+    from pref_rl_gui.ros.bridge import RosBridge
+    from pref_rl_gui.ros.node import LabelerNode
+    from pref_rl_gui.widgets.window import LabelerWindow
+
+
+class LabelerParts(NamedTuple):
+    """The wired pieces of a running labeller (see :func:`assemble`)."""
+
+    app: QApplication
+    bridge: RosBridge
+    model: LabelingModel
+    window: LabelerWindow
+
+
+def assemble(node: LabelerNode, outbox: Outbox,
+             argv: Sequence[str] | None = None) -> LabelerParts:
+    """Wire a labeler node to a window: the ROS bridge, the model writing to ``outbox``, the
+    window and its controller. Nothing is started or shown yet."""
+    from pref_rl_gui.ros.bridge import RosBridge
+    from pref_rl_gui.widgets.app import LabelerApp, qt_application
+    from pref_rl_gui.widgets.window import LabelerWindow
+
+    app = qt_application(argv)
+    bridge = RosBridge(node)
+    model = LabelingModel(node.config, outbox, sink=bridge)
+    window = LabelerWindow(model)
+    LabelerApp(model, window, bridge.request_frames)  # parented to the window
+    bridge.attach(model)
+    return LabelerParts(app, bridge, model, window)
+
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``labeler`` executable; returns the exit status."""
-    from pref_rl_gui.ros.bridge import RosBridge
     from pref_rl_gui.ros.node import LabelerNode
-    from pref_rl_gui.widgets.app import (
-        LabelerApp,
-        QuitOnSignals,
-        qt_application,
-        survive_errors,
-    )
-    from pref_rl_gui.widgets.window import LabelerWindow
+    from pref_rl_gui.widgets.app import QuitOnSignals, survive_errors
 
     argv = list(sys.argv if args is None else args)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -49,13 +76,8 @@ def main(args: Sequence[str] | None = None) -> int:
         node = LabelerNode()
         logger = node.get_logger()
         outbox = Outbox.open(node.config.resolved_outbox_dir, background=True)
-        app = qt_application(argv[:1])
-        bridge = RosBridge(node)
-        model = LabelingModel(node.config, outbox, sink=bridge)
+        app, bridge, model, window = assemble(node, outbox, argv[:1])
         model.subscribe(lambda change: _log_message(model, change, logger))
-        window = LabelerWindow(model)
-        LabelerApp(model, window, bridge.request_frames)
-        bridge.attach(model)
         signals = QuitOnSignals(app.quit)
         survive_errors(model)
         bridge.start()

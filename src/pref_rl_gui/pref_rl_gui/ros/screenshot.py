@@ -33,9 +33,9 @@ from rclpy.parameter import Parameter
 
 from pref_rl_gui.model import LabelingModel
 from pref_rl_gui.outbox import Outbox
-from pref_rl_gui.ros.bridge import RosBridge
+from pref_rl_gui.ros.labeler import assemble
 from pref_rl_gui.ros.node import LabelerNode
-from pref_rl_gui.widgets.app import LabelerApp, qt_application
+from pref_rl_gui.widgets.app import qt_application
 from pref_rl_gui.widgets.window import LabelerWindow
 
 
@@ -149,12 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         Parameter('outbox_dir', value=str(work / 'outbox')),
         Parameter('undo_window_s', value=0.5)])
     outbox = Outbox.open(node.config.resolved_outbox_dir, background=True)
-    app = qt_application()
-    bridge = RosBridge(node)
-    model = LabelingModel(node.config, outbox, sink=bridge)
-    window = LabelerWindow(model)
-    LabelerApp(model, window, bridge.request_frames)
-    bridge.attach(model)
+    app, bridge, model, window = assemble(node, outbox)
     bridge.start()
     window.show()
     pilot = Autopilot(model, window, args.labels, args.out,

@@ -34,7 +34,7 @@ from rclpy.subscription import MessageInfo
 from pref_rl_learner.bag.reader import read_segments
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
-from pref_rl_learner.ros.conversions import segment_to_ros
+from pref_rl_learner.ros.conversions import publisher_gid, segment_to_ros
 from pref_rl_learner.ros.node_main import NodeExit, run_node
 from pref_rl_learner.ros.params import declare_config
 from pref_rl_learner.ros.qos import LATCHED, STREAM
@@ -89,7 +89,7 @@ class BagPlayerNode(Node):
                                   if c.max_steps_ahead else ''))
 
     def on_status(self, msg: LearnerStatus, info: MessageInfo) -> None:
-        gid = bytes((info.get('publisher_gid') or {}).get('data', b''))
+        gid = publisher_gid(info)
         if self._learner is None or self._learner[0] != gid:
             self._learner = (gid, msg.env_steps)
             self._baseline_published = self.published_steps

@@ -10,6 +10,8 @@ field; the domain dataclasses then validate dtypes and finiteness.
 from __future__ import annotations
 
 import array
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -159,3 +161,10 @@ def status_to_ros(status: LearnerStatus) -> msg.LearnerStatus:
 def status_from_ros(m: msg.LearnerStatus) -> LearnerStatus:
     """``pref_rl_msgs/LearnerStatus`` -> domain :class:`LearnerStatus`."""
     return decoding.learner_status(m)
+
+
+def publisher_gid(info: Mapping[str, Any]) -> bytes:
+    """The sending publisher's global id from a subscription callback's ``MessageInfo``
+    (empty if the middleware gives none): a new id on a latched topic is a restarted node."""
+    gid = info.get('publisher_gid') or {}
+    return bytes(gid.get('data', b''))

@@ -38,7 +38,11 @@ from rclpy.subscription import MessageInfo
 
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
-from pref_rl_learner.ros.conversions import segment_to_ros, weights_from_ros
+from pref_rl_learner.ros.conversions import (
+    publisher_gid,
+    segment_to_ros,
+    weights_from_ros,
+)
 from pref_rl_learner.ros.node_main import NodeExit, run_node
 from pref_rl_learner.ros.params import declare_config
 from pref_rl_learner.ros.qos import LATCHED, STREAM
@@ -213,7 +217,7 @@ class RobotNode(Node):
         flow control takes a new baseline even if the restart was too quick for the graph
         to show the old publisher gone.
         """
-        gid = _gid(info)
+        gid = publisher_gid(info)
         if self._learner_gid is not None and gid != self._learner_gid:
             self.get_logger().warning(f'a new learner at {msg.env_steps} env steps (restarted): '
                                       'new flow-control baseline')
@@ -286,12 +290,6 @@ class RobotNode(Node):
         """Close the env (a robot backend releases the arm) and destroy the node."""
         self.actor.close()
         super().destroy_node()
-
-
-def _gid(info: MessageInfo) -> bytes:
-    """The sending publisher's global id (bytes; empty if the middleware gives none)."""
-    gid = info.get('publisher_gid') or {}
-    return bytes(gid.get('data', b''))
 
 
 def main(args: list[str] | None = None) -> int:
