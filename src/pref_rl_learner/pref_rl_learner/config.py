@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -47,6 +48,10 @@ def field_docs(cls: type) -> dict[str, str]:
     return {f.name: docs.get(f.name, '') for f in dataclasses.fields(cls)}
 
 
+_YAML11_FLOAT = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
+"""Exponent notation without a dot, which YAML 1.1 (PyYAML) leaves a string."""
+
+
 def _coerce(cls: type, name: str, annotation: Any, value: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
@@ -55,6 +60,8 @@ def _coerce(cls: type, name: str, annotation: Any, value: Any) -> Any:
         annotation = next(a for a in options if a is not type(None))
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value):
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     if annotation in (int, float, str, bool):
         if type(value) is not annotation:
             raise ConfigError(f'{cls.__name__}.{name}: expected {annotation.__name__}, '

@@ -39,6 +39,14 @@ def test_from_mapping_builds_nested_configs_and_widens_ints():
     assert from_mapping(Outer, {'seed': 3}).seed == 3
 
 
+def test_from_mapping_reads_exponents_yaml_leaves_as_strings():
+    # PyYAML (YAML 1.1) loads 1e-3 as the string '1e-3'; 1.0e-3 as a float.
+    assert from_mapping(Outer, {'lr': '1e-3'}).lr == 1e-3
+    assert from_mapping(Outer, {'lr': '-2E+2'}).lr == -200.0
+    with pytest.raises(ConfigError, match="Outer.lr: expected float, got str 'fast'"):
+        from_mapping(Outer, {'lr': 'fast'})
+
+
 def test_from_mapping_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match=r'unknown key\(s\) lrr .*valid: lr'):
         from_mapping(Outer, {'lrr': 1.0})
