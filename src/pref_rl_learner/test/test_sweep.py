@@ -42,7 +42,8 @@ from pref_rl_learner.sweep.slurm import SlurmOptions, allocation_groups, import_
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / 'config' / 'pebble_point_mass.yaml'
 TINY = REPO / 'config' / 'sweeps' / 'tiny_point_mass.json'
-HEADLINE = REPO / 'config' / 'sweeps' / 'headline_point_mass.json'
+HEADLINES = {'point_mass': 3, 'reacher': 2, 'metaworld': 1}
+"""The headline sweeps (bench/fewshot_<family>.py) and their seeds per arm."""
 
 
 def _write(tmp_path: Path, sweep: dict, name: str = 'sweep.json') -> Path:
@@ -157,12 +158,13 @@ def test_bad_values_fail_before_anything_runs_naming_the_run(grid, message):
         validate_runs(spec, expand_sweep(spec))
 
 
-def test_headline_sweep_has_three_arms_of_three_seeds():
-    spec = load_sweep(HEADLINE)
+@pytest.mark.parametrize('family', HEADLINES)
+def test_headline_sweeps_have_three_arms_on_the_same_seeds(family):
+    spec = load_sweep(REPO / 'config' / 'sweeps' / f'headline_{family}.json')
     runs = expand_sweep(spec)
     validate_runs(spec, runs)
     assert [r.name for r in runs] == [f'algorithm={a}-s{s}' for a in ('pebble', 'init', 'fewshot')
-                                      for s in range(3)]
+                                      for s in range(HEADLINES[family])]
     arms = {r.overrides['algorithm']: r.overrides['pretrained_reward'] for r in runs}
     assert arms['pebble'] == '' and arms['init'] == arms['fewshot'] != ''
 
