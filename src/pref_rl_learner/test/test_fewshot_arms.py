@@ -20,7 +20,7 @@ from pref_rl_learner.fewshot.adapt import FewShotTrainer
 from pref_rl_learner.fewshot.arms import PretrainedRewardError, make_reward_learning
 from pref_rl_learner.fewshot.dataset import MultiTaskDataset, TaskData
 from pref_rl_learner.fewshot.meta_checkpoint import load_pretrained
-from pref_rl_learner.fewshot.pretrain import PretrainConfig, pretrain
+from pref_rl_learner.fewshot.pretrain import PretrainConfig, outer_lr_at, pretrain
 from pref_rl_learner.offline_reward import load_reward_model, save_reward_model
 from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.trainer import PebbleTrainer
@@ -182,9 +182,26 @@ def test_init_and_fewshot_need_a_pretrained_reward():
     assert from_mapping(TrainConfig, {'algorithm': 'pebble'}).pretrained_reward == ''
 
 
+def test_cosine_outer_learning_rate_runs_from_outer_lr_to_the_final_one():
+    config = from_mapping(PretrainConfig, {'steps': 101, 'outer_lr': 1e-3,
+                                           'outer_lr_schedule': 'cosine',
+                                           'outer_lr_final': 1e-5})
+    rates = [outer_lr_at(config, step) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert rates[50] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True))
+    constant = from_mapping(PretrainConfig, {'steps': 101, 'outer_lr': 1e-3})
+    assert {outer_lr_at(constant, step) for step in range(101)} == {1e-3}
+    for bad, message in (({'outer_lr_schedule': 'linear'}, 'constant. or .cosine'),
+                         ({'outer_lr_final': 1.0}, r'outer_lr_final must be in \(0, outer_lr\]')):
+        with pytest.raises(ConfigError, match=message):
+            from_mapping(PretrainConfig, bad)
+
+
 def test_pretraining_resumes_exactly(tmp_path):
     dataset = point_mass_dataset(goals=(0, 1, 2), episodes=2)
-    config = from_mapping(PretrainConfig, PRETRAIN)
+    # The cosine schedule too: a resumed run must take the uninterrupted run's rates.
+    config = from_mapping(PretrainConfig, {**PRETRAIN, 'outer_lr_schedule': 'cosine'})
     pretrain(dataset, tmp_path / 'whole', config)
     with pytest.raises(_StopError):  # interrupted right after the step-6 checkpoint
         pretrain(dataset, tmp_path / 'split', config, progress=_stop_after(6))

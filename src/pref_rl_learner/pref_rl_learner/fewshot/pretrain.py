@@ -64,6 +64,11 @@ class PretrainConfig:
     every drawn segment (e.g. 10 for point mass from longer recorded segments)."""
     outer_lr: float = 1e-4
     """Adam learning rate of θ and α (paper: 1e-4)."""
+    outer_lr_schedule: str = 'constant'
+    """``constant`` (paper) or ``cosine``: anneal from ``outer_lr`` to ``outer_lr_final``
+    over ``steps`` (a short CPU run gets a high rate early and a precise reward late)."""
+    outer_lr_final: float = 1e-5
+    """The cosine schedule's learning rate at the last step."""
     grad_clip: float = 0.0
     """Clip the outer gradient to this global norm; 0 disables."""
     eval_interval: int = 1000
@@ -99,8 +104,25 @@ class PretrainConfig:
                               'from last_model.pt then logs the rows an uninterrupted one does')
         if not (math.isfinite(self.outer_lr) and self.outer_lr > 0):
             raise ConfigError(f'{name}.outer_lr must be > 0, got {self.outer_lr}')
+        if self.outer_lr_schedule not in ('constant', 'cosine'):
+            raise ConfigError(f"{name}.outer_lr_schedule must be 'constant' or 'cosine', "
+                              f'got {self.outer_lr_schedule!r}')
+        if not (math.isfinite(self.outer_lr_final) and 0 < self.outer_lr_final
+                <= self.outer_lr):
+            raise ConfigError(f'{name}.outer_lr_final must be in (0, outer_lr], '
+                              f'got {self.outer_lr_final}')
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
             raise ConfigError(f'{name}.grad_clip must be >= 0, got {self.grad_clip}')
+
+
+def outer_lr_at(config: PretrainConfig, step: int) -> float:
+    """The outer learning rate of outer step ``step`` (0-based): a function of the step
+    alone, so a resumed run follows the schedule of an uninterrupted one."""
+    if config.outer_lr_schedule == 'constant':
+        return config.outer_lr
+    progress = min(step / max(config.steps - 1, 1), 1.0)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.outer_lr_final + (config.outer_lr - config.outer_lr_final) * cosine
 
 
 @dataclass(frozen=True)
@@ -229,6 +251,8 @@ def _outer_step(maml: MAML, optimizer: torch.optim.Optimizer, sampler: TaskPairS
     tasks = rng.choice(len(train_ids), config.tasks_per_batch,
                        replace=len(train_ids) < config.tasks_per_batch)
     maml.model.train()
+    for group in optimizer.param_groups:
+        group['lr'] = outer_lr_at(config, step)
     optimizer.zero_grad(set_to_none=True)
     losses, accuracies = [], []
     for index in tasks:
