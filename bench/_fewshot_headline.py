@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class Headline:
     """What the figures mean (written into the result file)."""
     quick_steps: int
     """``total_steps`` of the ``--quick`` smoke test."""
+    pretrained_figures: Callable[[Path], dict] | None = None
+    """Extra figures about the pretrained checkpoint (given its path)."""
 
 
 def _run(name: str, command: list[str]) -> None:
@@ -156,6 +159,8 @@ def main(headline: Headline, doc: str) -> None:
     run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json'))
     figures = _figures(run_dirs, args.threshold)
     figures['pretraining'] = _pretraining_summary(pretrain)
+    if headline.pretrained_figures is not None:
+        figures['pretraining'].update(headline.pretrained_figures(pretrain / 'best_model.pt'))
     figures['wall_minutes_this_invocation'] = round((time.monotonic() - started) / 60, 1)
     if args.quick:
         print(json.dumps(figures, indent=1))

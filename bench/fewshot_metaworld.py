@@ -5,10 +5,10 @@ GPU and days): ``pref-rl collect metaworld`` on the ten ML10 training envs only,
 and 1 held-out variation each, 20 episodes of 200 steps per variation (8 noisy-expert, 4
 another env's expert, 6 another variation's expert, 2 random); ``pref-rl pretrain --config
 config/pretrain_metaworld.yaml`` for 1000 outer steps at 1e-3 with a 3x128 linear-output
-reward; then ``config/sweeps/headline_metaworld.json`` (one seed per arm, oracle teacher, 30k
+reward; then ``config/sweeps/headline_metaworld.json`` (one seed per arm, oracle teacher, 20k
 env steps, 10 evaluation episodes on door-close's held-out variations every 5000 steps).
 
-Run: scripts/bench fewshot_metaworld (about 1.5 hours on 2 cores; --quick: a smoke test).
+Run: scripts/bench fewshot_metaworld (about 1 hour on one core; --quick: a smoke test).
 """
 
 from _fewshot_headline import Headline, main
@@ -26,7 +26,7 @@ HEADLINE = Headline(
     title='MetaWorld door-close-v3 (ML10 test env): fewshot / init / pebble',
     notes='Peer: pebble (reward from scratch), same sweep, same seed, same teacher (oracle). '
           'Success: held-out door-close-v3 variations, 10 episodes every 5000 env steps. '
-          'CPU-affordable budget: 30k env steps (the paper: 500k-1M), one seed per arm, '
+          'CPU-affordable budget: 20k env steps (the paper: 500k-1M), one seed per arm, '
           'pretraining 1000 outer steps on a reduced ML10 training set (door-close is never '
           'in it).')
 

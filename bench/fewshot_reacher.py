@@ -5,9 +5,9 @@ cross-goal and random episodes for the 12 training targets; the 8 held-out targe
 tasks), ``pref-rl pretrain --config config/pretrain_reacher.yaml`` on a CPU-affordable budget
 (1500 outer steps at 1e-3 and a 3x128 linear-output state reward instead of the paper's 100k
 steps at 1e-4), then ``config/sweeps/headline_reacher.json`` (2 seeds per arm, oracle
-teacher, 30k env steps, the 8 held-out targets evaluated every 3000 steps).
+teacher, 20k env steps, the 8 held-out targets evaluated every 2000 steps).
 
-Run: scripts/bench fewshot_reacher (about 45 minutes on 2 cores; --quick: a smoke test).
+Run: scripts/bench fewshot_reacher (about 45 minutes on one core; --quick: a smoke test).
 """
 
 from _fewshot_headline import Headline, main
@@ -21,9 +21,9 @@ HEADLINE = Headline(
     pretrain_dir='pretrain_reacher', sweep='headline_reacher.json', quick_steps=4000,
     title='reacher, held-out targets: fewshot / init / pebble',
     notes='Peer: pebble (reward from scratch), same sweep, same seeds, same teacher (oracle). '
-          'Queries: asked at the first held-out evaluation (every 3000 env steps, 16 episodes '
+          'Queries: asked at the first held-out evaluation (every 2000 env steps, 16 episodes '
           'over the 8 held-out targets, success = fingertip within 2 cm at the end) with '
-          'success >= threshold. CPU-affordable budget: 30k env steps, 2 seeds; pretraining '
+          'success >= threshold. CPU-affordable budget: 20k env steps, 2 seeds; pretraining '
           '1500 outer steps on the 12 training targets (pref-rl collect reacher defaults).')
 
 if __name__ == '__main__':
