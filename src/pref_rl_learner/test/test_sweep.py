@@ -310,6 +310,14 @@ def test_local_sweep_runs_train_and_reports_a_failure(tmp_path, capsys):
     assert 'skipped' in format_results(skipped)
     assert write_results(out, skipped).read_text().count('skipped') == 2
 
+    # A finished run is never skipped for a run the sweep now configures differently.
+    changed = json.loads(sweep_file.read_text())
+    changed['grid']['reward_training.max_epochs'] = [7]
+    spec = load_sweep(_write(tmp_path, changed, 'changed.json'))
+    with pytest.raises(SweepError, match=rf'{re.escape(good[0])} finished with another '
+                                         r'config .*differs in reward_training'):
+        prepare_output(spec, expand_sweep(spec), out, resume=True)
+
 
 def test_dry_run_prints_the_runs_and_runs_nothing(tmp_path, capsys):
     out = tmp_path / 'out'

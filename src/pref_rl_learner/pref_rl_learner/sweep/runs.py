@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from pref_rl_learner.config import ConfigError
 from pref_rl_learner.durable import atomic_write_bytes
 from pref_rl_learner.run_log import read_csv
 from pref_rl_learner.sweep.grid import SweepError, SweepRun, SweepSpec, set_arguments
@@ -137,6 +138,7 @@ def prepare_output(spec: SweepSpec, runs: Sequence[SweepRun], out: Path,
     for run in runs:
         run_dir = out / run.name
         if run_dir.exists() and is_finished(run_dir):
+            _check_same_config(spec, run, run_dir)
             skipped.append(result_of(run, run_dir, None, status='skipped'))
         else:
             if run_dir.exists() and not (run_dir / 'checkpoint.pt').exists():
@@ -147,6 +149,22 @@ def prepare_output(spec: SweepSpec, runs: Sequence[SweepRun], out: Path,
               'runs': [{'name': r.name, 'overrides': dict(r.overrides)} for r in runs]}
     atomic_write_bytes(out / 'sweep.json', (json.dumps(record, indent=2) + '\n').encode())
     return todo, skipped
+
+
+def _check_same_config(spec: SweepSpec, run: SweepRun, run_dir: Path) -> None:
+    """A finished run is skipped only if the sweep still asks for the config it ran with."""
+    from pref_rl_learner.pebble.config import load_config, to_mapping
+
+    try:
+        ran = to_mapping(load_config(run_dir / 'config.yaml'))
+    except ConfigError as err:
+        raise SweepError(f'{run_dir}: cannot read the finished run\'s config: {err}') from None
+    wanted = to_mapping(load_config(spec.base, dict(run.overrides)))
+    changed = sorted(k for k in wanted.keys() | ran.keys() if wanted.get(k) != ran.get(k))
+    if changed:
+        raise SweepError(f'{run_dir} finished with another config than the sweep now gives '
+                         f'run {run.name} (differs in {", ".join(changed)}); remove the run '
+                         'directory to run it again, or choose another --out')
 
 
 def format_results(results: Sequence[RunResult]) -> str:
