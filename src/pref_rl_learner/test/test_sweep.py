@@ -6,7 +6,10 @@ import itertools
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -317,6 +320,39 @@ def test_local_sweep_runs_train_and_reports_a_failure(tmp_path, capsys):
     with pytest.raises(SweepError, match=rf'{re.escape(good[0])} finished with another '
                                          r'config .*differs in reward_training'):
         prepare_output(spec, expand_sweep(spec), out, resume=True)
+
+
+@pytest.mark.slow
+def test_sigint_pauses_a_sweep_started_with_sigint_ignored(tmp_path):
+    # A sweep started by `nohup` or `&` in a script inherits SIGINT ignored; Ctrl-C (or
+    # kill -INT) must still pause its runs at a checkpoint.
+    sweep = json.loads(TINY.read_text())
+    sweep['base'] = str((TINY.parent / sweep['base']).resolve())
+    sweep['grid']['total_steps'] = [100_000]
+    sweep['paired_keys'] = []
+    sweep_file, out = _write(tmp_path, sweep), tmp_path / 'out'
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'pref_rl_learner.cli', 'sweep', str(sweep_file), '--out',
+         str(out), '--no-progress'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        train_csv = out / 's0' / 'train.csv'
+        deadline = time.monotonic() + 120
+        while not train_csv.exists() and time.monotonic() < deadline:  # the run is training
+            time.sleep(0.2)
+        assert train_csv.exists(), 'the run never started'
+        process.send_signal(signal.SIGINT)
+        printed, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # leave no sweep or run behind
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, printed
+    record = json.loads((out / 's0' / RUN_RECORD).read_text())
+    assert record['status'] == 'paused', printed
+    assert (out / 's0' / 'checkpoint.pt').is_file()
+    assert '--resume' in printed
 
 
 def test_dry_run_prints_the_runs_and_runs_nothing(tmp_path, capsys):

@@ -173,6 +173,9 @@ class LocalRunner:
         on_main_thread = threading.current_thread() is threading.main_thread()
         if on_main_thread:
             previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+            # Ctrl-C pauses even when the sweep was started with SIGINT ignored (nohup, `&`
+            # in a script), which Python would otherwise keep.
+            previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while pending or active:
                 try:
@@ -207,6 +210,7 @@ class LocalRunner:
                 job.process.wait()
             if on_main_thread:
                 signal.signal(signal.SIGTERM, previous_term)
+                signal.signal(signal.SIGINT, previous_int)
             if bar is not None:
                 bar.close()
         not_started = [RunResult(r.name, 'not started') for r in runs if r.name not in results]
