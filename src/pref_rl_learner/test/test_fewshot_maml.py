@@ -201,6 +201,29 @@ def test_falls_back_to_ordinary_training_when_adaptation_misses_the_target(meta_
     assert report.path == NOT_REACHED and report.epochs == 3 and keep.model.version == 1
 
 
+def test_adaptation_that_blows_up_falls_back_from_the_meta_initialisation(meta_init):
+    # Learned rates applied for many more steps than meta-trained can diverge (seen on the
+    # reacher); the session must still end with a finite reward, trained by Adam from θ.
+    huge = {name: torch.full_like(lr, 1e30) for name, lr in meta_init.inner_lrs.items()}
+    batch = labelled_pairs(0.3, 6, 8)
+    trainer = FewShotTrainer(_model(meta_init), huge, FewShotConfig(adapt_min_steps=3),
+                             from_mapping(RewardTrainingConfig, TRAINING))
+    report = trainer.train(batch)
+    assert report.path == FALLBACK and report.adapt_steps < 3
+    for name, p in trainer.model.named_parameters():
+        assert torch.isfinite(p).all(), name
+    states = torch.as_tensor(random_states(np.random.default_rng(7), 256), dtype=torch.float32)
+    assert torch.isfinite(trainer.model.reward(states)).all()
+    assert report.train_accuracy >= 0.95  # Adam fitted the labels
+    # Without the fallback the last finite weights are kept, never the blown-up ones.
+    keep = FewShotTrainer(_model(meta_init), huge,
+                          FewShotConfig(adapt_min_steps=3, fallback=False),
+                          from_mapping(RewardTrainingConfig, TRAINING))
+    report = keep.train(batch)
+    assert report.path == NOT_REACHED
+    assert all(torch.isfinite(p).all() for p in keep.model.parameters())
+
+
 def test_state_dict_restores_meta_init_and_learning_rates(meta_init):
     trainer = _fewshot(meta_init)
     trainer.train(labelled_pairs(0.2, 4, 8))

@@ -7,9 +7,11 @@ learned per-parameter learning rates α on *all* labels stored so far,
     θ ← θ − α ⊙ ∇_θ ℒ(θ; 𝒟)        (at most ``adapt_max_steps`` epochs)
 
 until every member's training accuracy reaches ``target_accuracy`` (paper: 40 epochs, 0.95).
-When it does not, adaptation "fails" and ordinary training takes over from the adapted weights
+When it does not, adaptation "fails" and ordinary training takes over, from θ again
 (:class:`~pref_rl_learner.reward.training.RewardTrainer`: Adam, ``reward_training``'s
-``max_epochs`` and target; paper: up to 1000 epochs). Resetting every session means the reward
+``max_epochs`` and target; paper: up to 1000 epochs): weights that missed the target may have
+blown up (the learned rates were meta-trained for a couple of steps, not 40) or collapsed to a
+constant reward that Adam cannot leave. Resetting every session means the reward
 is always θ plus a small, label-driven step: the prior learned from the offline tasks is never
 washed out by early, scarce labels.
 
@@ -42,7 +44,7 @@ from pref_rl_learner.reward.training import (
 ADAPTED = 'adapted'
 """Report path: adaptation with the learned learning rates reached the target."""
 FALLBACK = 'fallback'
-"""Report path: it did not, and ordinary (Adam) training continued from the adapted weights."""
+"""Report path: it did not, and ordinary (Adam) training took over from θ."""
 NOT_REACHED = 'not_reached'
 """Report path: it did not, and ``fallback`` is off: the adapted weights are kept."""
 
@@ -61,8 +63,8 @@ class FewShotConfig:
     """Adaptation succeeds once every member's accuracy on the training labels reaches this
     (paper: 0.95)."""
     fallback: bool = True
-    """When adaptation misses the target, continue with ordinary training (Adam,
-    ``reward_training``) from the adapted weights; False keeps the adapted weights."""
+    """When adaptation misses the target, train with Adam (``reward_training``) from θ
+    instead; False keeps the adapted weights (the last finite ones if they blew up)."""
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -134,12 +136,16 @@ class FewShotTrainer:
         if val is not None:
             pair_tensors(self.model, val, 'val')  # reject a malformed val set up front
         self.reset_to_meta_init()
-        params, steps, member_acc = self._adapt(data)
+        params, steps, member_acc, diverged = self._adapt(data)
         self.maml.load_parameters(params)
         adapt_acc = _lowest(member_acc)
-        reached = not math.isnan(adapt_acc) and adapt_acc >= self.config.target_accuracy
+        reached = (not diverged and not math.isnan(adapt_acc)
+                   and adapt_acc >= self.config.target_accuracy)
         if not reached and self.config.fallback:
-            self.fallback_trainer.reset()  # fresh Adam: the weights were just reset
+            # Adam starts from θ: adapted weights that missed the target may have blown up
+            # or collapsed to a constant reward it cannot leave.
+            self.reset_to_meta_init()
+            self.fallback_trainer.reset()
             base = self.fallback_trainer.train(train, val)  # increments model.version
             self.counts[FALLBACK] += 1
             return FewShotReport(**vars(base), path=FALLBACK, adapt_steps=steps,
@@ -160,30 +166,40 @@ class FewShotTrainer:
         """(mean member loss, accuracy of the ensemble mean) of the current weights."""
         return self.fallback_trainer.evaluate(batch)
 
-    def _adapt(self, data: PairTensors) -> tuple[Params, int, torch.Tensor]:
-        """Epochs of θ ← θ − α ⊙ ∇ℒ until the target; (weights, epochs, member accuracy)."""
+    def _adapt(self, data: PairTensors) -> tuple[Params, int, torch.Tensor, bool]:
+        """Epochs of θ ← θ − α ⊙ ∇ℒ until the target; (weights, epochs, member accuracy,
+        diverged). The learned rates were meta-trained for a few steps; over many they can
+        blow up, and then the last finite weights are returned with ``diverged`` set."""
         config, model = self.config, self.model
         params = self.maml.initial_parameters()
         count, batch = data.targets.shape[0], self.training.batch_size
         member_acc = self._member_accuracy(params, data)
+        if member_acc is None:  # θ itself is unusable here: straight to the fallback
+            return params, 0, torch.full((model.ensemble_size,), math.nan), True
         steps = 0
         while steps < config.adapt_max_steps:
             if steps >= config.adapt_min_steps and _lowest(member_acc) >= config.target_accuracy:
                 break
             model.train()
             order = torch.randperm(count, generator=self.generator).to(data.targets.device)
+            before = params
             for begin in range(0, count, batch):
                 index = order[begin:begin + batch]
                 part = PairTensors(data.observations[index], data.actions[index],
                                    data.targets[index])
                 params = self.maml.step(params, part)
-            steps += 1
-            member_acc = self._member_accuracy(params, data)
-        return params, steps, member_acc
+            accuracy = None
+            if all(bool(torch.isfinite(p).all()) for p in params.values()):
+                accuracy = self._member_accuracy(params, data)  # None: non-finite logits
+            if accuracy is None:
+                return before, steps, member_acc, True
+            steps, member_acc = steps + 1, accuracy
+        return params, steps, member_acc, False
 
     @torch.no_grad()
-    def _member_accuracy(self, params: Params, data: PairTensors) -> torch.Tensor:
-        """Each member's accuracy on ``data`` (eval mode, chunked)."""
+    def _member_accuracy(self, params: Params, data: PairTensors) -> torch.Tensor | None:
+        """Each member's accuracy on ``data`` (eval mode, chunked); None when a return is
+        not finite."""
         model = self.model
         steps = 2 * data.observations.shape[2]
         chunk = max(1, model.config.inference_chunk // steps)
@@ -194,7 +210,10 @@ class FewShotTrainer:
                                    data.actions[begin:begin + chunk],
                                    data.targets[begin:begin + chunk])
                 logits.append(self.maml.pair_logits(params, part))
-        return member_accuracy(torch.cat(logits, dim=1), data.targets)
+        joined = torch.cat(logits, dim=1)
+        if not bool(torch.isfinite(joined).all()):
+            return None
+        return member_accuracy(joined, data.targets)
 
     def state_dict(self) -> dict[str, Any]:
         """θ, α, the fallback trainer, the counters and the shuffling generator."""
