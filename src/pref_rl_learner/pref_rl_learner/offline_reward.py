@@ -223,20 +223,23 @@ class RewardTrainResult:
     store: Path
 
 
-def _model_state(model: RewardEnsemble, seed: int, result: dict[str, Any]) -> dict[str, Any]:
+def reward_model_state(model: RewardEnsemble, seed: int, training: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """The checkpoint mapping of ``model`` (format, config, shapes, weights, ``training``);
+    writers add their own entries to it (``pref-rl pretrain``'s MAML state)."""
     config = dataclasses.asdict(model.config)
     return {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
             'model_config': {k: list(v) if isinstance(v, tuple) else v
                              for k, v in config.items()},
             'observation_shape': list(model.observation_shape), 'action_dim': model.action_dim,
-            'seed': seed, 'model': model.state_dict(), 'training': result}
+            'seed': seed, 'model': model.state_dict(), 'training': training}
 
 
 def save_reward_model(path: str | Path, model: RewardEnsemble, *, seed: int = 0,
                       training: dict[str, Any] | None = None) -> None:
     """Write ``model`` (weights, normaliser, version, config and shapes) atomically to
     ``path`` as a checksummed checkpoint; ``training`` is free-form plain data."""
-    save_checkpoint(path, _model_state(model, seed, dict(training or {})))
+    save_checkpoint(path, reward_model_state(model, seed, dict(training or {})))
 
 
 def load_reward_model(path: str | Path, device: str | None = None) -> RewardEnsemble:
@@ -248,7 +251,16 @@ def load_reward_model(path: str | Path, device: str | None = None) -> RewardEnse
     Raises:
         CheckpointError: missing, corrupt, or not a reward-model checkpoint.
     """
-    state = load_checkpoint(path)
+    return reward_model_from_state(load_checkpoint(path), path, device)
+
+
+def reward_model_from_state(state: dict[str, Any], path: str | Path,
+                            device: str | None = None) -> RewardEnsemble:
+    """The :class:`RewardEnsemble` of a checkpoint mapping already read from ``path``.
+
+    Raises:
+        CheckpointError: not a reward-model checkpoint, or a malformed one.
+    """
     if state.get('format') != CHECKPOINT_FORMAT:
         raise CheckpointError(f'{path}: not a reward-model checkpoint '
                               f'(format {state.get("format")!r})')

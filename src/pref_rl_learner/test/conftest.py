@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pref_rl_learner.testing import one_torch_thread
+
 TEST_PACKAGE = 'launch_test_pkg'
 
 # name -> bash script. $1 is the directory where processes record their pids.
@@ -47,9 +49,5 @@ def test_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _one_torch_thread():
     """Learning tests run on one torch thread: reproducible figures, and no oversubscription
     of CI's two cores (pytest may share them with a node process)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield

@@ -4,7 +4,6 @@ A tiny point-mass dataset (random and noisy goal-directed episodes for a few tra
 is meta-trained for a few steps once per module; the arms load the result.
 """
 
-import contextlib
 import dataclasses
 
 import numpy as np
@@ -26,6 +25,7 @@ from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.trainer import PebbleTrainer
 from pref_rl_learner.reward import RewardEnsemble, RewardTrainer
 from pref_rl_learner.run_log import read_csv
+from pref_rl_learner.testing import one_torch_thread
 
 REWARD_MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32]}
 PRETRAIN = {'steps': 12, 'support_pairs': 8, 'query_pairs': 8, 'eval_interval': 6,
@@ -44,16 +44,6 @@ TINY = {
     'query': {'sampler': 'disagreement', 'pool_multiplier': 4},
     'schedule': {'queries_per_session': 2, 'session_interval_steps': 200, 'total_budget': 6},
 }
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def point_mass_dataset(goals=(0, 1, 2, 3), episodes=4, seed=0) -> MultiTaskDataset:

@@ -10,7 +10,6 @@ reward differ from those of the linear true one on a few percent of pairs, a cei
 meta-training cannot lift and that has nothing to do with adaptation.
 """
 
-import contextlib
 import math
 
 import numpy as np
@@ -37,20 +36,11 @@ from pref_rl_learner.reward import (
     RewardTrainingConfig,
 )
 from pref_rl_learner.reward.training import pair_tensors
+from pref_rl_learner.testing import one_torch_thread
 
 DIM, STEPS, TILT = 6, 1, math.radians(10)
 MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32], 'member_batching': 'stacked'}
 TRAINING = {'max_epochs': 200, 'batch_size': 64}
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def direction(u: float) -> float:

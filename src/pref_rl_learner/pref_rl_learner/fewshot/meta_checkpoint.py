@@ -11,7 +11,6 @@ and atomic like every pref-rl checkpoint (:mod:`pref_rl_learner.checkpoint`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from pref_rl_learner.config import ConfigError, from_mapping
 from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, Params
 from pref_rl_learner.offline_reward import (
     CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    load_reward_model,
+    reward_model_from_state,
+    reward_model_state,
 )
 from pref_rl_learner.reward.ensemble import RewardEnsemble
 
@@ -53,18 +52,11 @@ def save_meta_checkpoint(path: str | Path, maml: MAML, *, seed: int,
 
     ``info`` is plain data and tensors (e.g. the step, accuracies, an optimiser state).
     """
-    model = maml.model
-    config = dataclasses.asdict(model.config)
-    save_checkpoint(path, {
-        'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION,
-        'model_config': {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
-        'observation_shape': list(model.observation_shape), 'action_dim': model.action_dim,
-        'seed': seed, 'model': model.state_dict(),
-        'training': {'kind': 'maml', **{k: v for k, v in info.items() if k != 'optimizer'}},
-        'maml': maml.state_dict(),
-        'pretrain_config': dict(pretrain_config),
-        'pretrain': dict(info),
-    })
+    state = reward_model_state(maml.model, seed, {
+        'kind': 'maml', **{k: v for k, v in info.items() if k != 'optimizer'}})
+    state.update(maml=maml.state_dict(), pretrain_config=dict(pretrain_config),
+                 pretrain=dict(info))
+    save_checkpoint(path, state)
 
 
 def load_pretrained(path: str | Path, device: str | None = 'cpu') -> PretrainedReward:
@@ -75,8 +67,8 @@ def load_pretrained(path: str | Path, device: str | None = 'cpu') -> PretrainedR
             MAML state does not fit its model.
     """
     path = Path(path)
-    model = load_reward_model(path, device=device)
     state = load_checkpoint(path)
+    model = reward_model_from_state(state, path, device)
     info = dict(state.get('pretrain') or state.get('training') or {})
     info.pop('optimizer', None)
     maml_state = state.get('maml')

@@ -165,8 +165,8 @@ class RewardTrainer:
         """
         start = time.perf_counter()
         config, model = self.config, self.model
-        data = self._to_device(train, 'train')
-        val_data = None if val is None else self._to_device(val, 'val')
+        data = pair_tensors(self.model, train, 'train')
+        val_data = None if val is None else pair_tensors(self.model, val, 'val')
         decisive = int((data.targets != 0.5).sum())
         model.train()
         reached, epochs = False, 0
@@ -194,7 +194,7 @@ class RewardTrainer:
 
     def evaluate(self, batch: PreferenceBatch) -> tuple[float, float]:
         """(mean member loss, accuracy of the ensemble-mean prediction on decisive labels)."""
-        return self._evaluate(self._to_device(batch, 'batch'))
+        return self._evaluate(pair_tensors(self.model, batch, 'batch'))
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser, λ, counters and shuffling RNG (tensors and plain values only)."""
@@ -289,10 +289,6 @@ class RewardTrainer:
             return loss, math.nan
         hits = (prob > 0.5) == (targets > 0.5)
         return loss, float(hits[decisive].float().mean())
-
-    def _to_device(self, batch: PreferenceBatch, name: str) -> PairTensors:
-        """Validate a PreferenceBatch and move it to the model's device, left/right stacked."""
-        return pair_tensors(self.model, batch, name)
 
 
 def pair_tensors(model: RewardEnsemble, batch: PreferenceBatch, name: str = 'batch'
