@@ -234,13 +234,13 @@ class LearnerCore:
                       * max(0, self.state.env_steps - cfg.seed_steps))
         return allowed - self.state.budgeted_updates
 
-    def _admit(self, everything: bool = False) -> int:
+    def _admit(self) -> int:
         """Move received segments into the buffer while the worker keeps up (``_data`` held).
 
         Returns the number of segments admitted.
         """
         admitted = 0
-        pace = self.learner.max_update_lag >= 0 and not everything
+        pace = self.learner.max_update_lag >= 0
         while self._backlog:
             if (pace and self.state.env_steps < self.config.total_steps
                     and self._lag() > self.learner.max_update_lag):
@@ -575,7 +575,8 @@ class LearnerCore:
         """
         path = Path(path) if path else self.run_dir / CHECKPOINT_NAME
         with self._model, self._data:
-            self._admit(everything=True)  # received segments must not be lost with a crash
+            # Segments held back by pacing go into the checkpoint as they are: admitting
+            # them here would outrun learning (and skip the feedback sessions in between).
             save_learner_state(self, path)
         return path
 

@@ -1,7 +1,8 @@
 """Checkpoint contents of the asynchronous learner and their save/restore.
 
 Networks and optimisers, the replay buffer, the reward ensemble and its trainer, the
-state-entropy statistics, the segment store, the counters and the random generators. The
+state-entropy statistics, the segment store, the segments received but held back by pacing,
+the counters and the random generators. The
 preference store is not inside: it is durable on its own, newer than any checkpoint, and
 is the source of the budget, the sessions asked and the pending queries on resume
 (:meth:`LearnerCore._sync_with_store`). Loading never unpickles code
@@ -14,11 +15,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
 
 from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pref_rl_learner.pebble.config import to_mapping
 from pref_rl_learner.pebble.state import learning_state_dict, load_learning_state
+from pref_rl_learner.types import Segment
 
 if TYPE_CHECKING:
     from pref_rl_learner.learner.core import LearnerCore
@@ -60,6 +65,7 @@ def save_learner_state(core: LearnerCore, path: Path) -> None:
         'state': dataclasses.asdict(core.state),
         **learning_state_dict(core),
         'segments': core.segments.state_dict(),
+        'backlog': [_segment_state(segment) for segment in core._backlog],
         'episodes': [[float(r), bool(s)] for r, s in core.episodes],
         'rng': {'run': core.rng.bit_generator.state,
                 'sample_generator': core.sample_generator.get_state()},
@@ -82,12 +88,26 @@ def load_learner_state(core: LearnerCore, path: Path) -> None:
         core.state = LearnerState(**state['state'])
         load_learning_state(core, state)
         core.segments.load_state_dict(state['segments'])
+        core._backlog.clear()
+        core._backlog.extend(_segment_from_state(item) for item in state.get('backlog', ()))
         core.episodes.clear()
         core.episodes.extend((float(r), bool(s)) for r, s in state['episodes'])
         core.rng.bit_generator.state = state['rng']['run']
         core.sample_generator.set_state(state['rng']['sample_generator'])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: {err}') from err
-    # Segment ids in the restored store must not be ingested twice.
-    for segment in core.segments:
+    # Segment ids in the restored store and backlog must not be ingested twice.
+    for segment in (*core.segments, *core._backlog):
         core._recent_ids[segment.segment_id] = None
+
+
+def _segment_state(segment: Segment) -> dict[str, Any]:
+    """``segment`` as tensors and plain values, without frames (the robot serves them)."""
+    fields = dataclasses.asdict(dataclasses.replace(segment, frames=None, frame_stride=0))
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+            for k, v in fields.items()}
+
+
+def _segment_from_state(item: dict[str, Any]) -> Segment:
+    return Segment(**{k: v.numpy() if isinstance(v, torch.Tensor) else v
+                      for k, v in item.items()})
