@@ -18,9 +18,10 @@ setup(
     license='Apache-2.0',
     extras_require={'test': ['pytest', 'pytest-qt']},
     entry_points={
+        # `pref-rl label`, the standalone labelling app: a sub-command of the pref-rl CLI.
+        'pref_rl.commands': ['label = pref_rl_gui.label_cli:register'],
         'console_scripts': [
-            # The Qt labelling window of a ROS 2 session (`pref-rl label` is the standalone
-            # app: a sub-command of the pref-rl CLI, registered by pref_rl_gui.label_cli).
+            # The Qt labelling window of a ROS 2 session.
             'labeler = pref_rl_gui.ros.labeler:main',
         ],
     },

@@ -18,6 +18,8 @@ setup(
     license='Apache-2.0',
     extras_require={'test': ['pytest']},
     entry_points={
+        # The task suite pref_rl_learner looks up (it never imports this package).
+        'pref_rl.task_suites': ['default = pref_rl_robot.tasks'],
         'console_scripts': [
             'fake_robot = pref_rl_robot.ros.fake_robot:main',
             'robot = pref_rl_robot.ros.robot:main',

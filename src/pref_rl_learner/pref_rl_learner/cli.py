@@ -6,18 +6,16 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from pref_rl_learner.errors import LaunchFileError, PrefRLError
 
-PLUGIN_MODULES = (
-    'pref_rl_learner.fewshot.collect_cli',
-    'pref_rl_learner.fewshot.pretrain_cli',
-    'pref_rl_learner.sweep.cli',
-    'pref_rl_gui.label_cli',
-)
-"""Modules that add sub-commands: each has ``register(subparsers)``, which adds its parser with
-``set_defaults(handler=...)``; they import heavy dependencies inside the handler only."""
+COMMAND_ENTRY_POINTS = 'pref_rl.commands'
+"""Entry-point group through which other packages of the stack add sub-commands (e.g.
+``pref_rl_gui``'s ``label``): each names a ``register(subparsers)`` function, which adds its
+parser with ``set_defaults(handler=...)`` and imports heavy dependencies inside the handler
+only. This package never imports the packages that depend on it."""
 
 
 def _launch_arguments(pairs: Sequence[str]) -> dict[str, str]:
@@ -50,9 +48,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.list_tasks:
-        from pref_rl_learner.pebble.tasks import task_module
+        from pref_rl_learner.pebble.tasks import task_suite
 
-        tasks = task_module()
+        tasks = task_suite()
         for name in tasks.task_names():
             spec = tasks.task_spec(name)
             print(f'{name}: obs {spec.observation_shape}, act {spec.action_dim}, episode '
@@ -221,21 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = bag_sub.add_parser('info', help='summarize a bag, like `ros2 bag info`')
     info.add_argument('bag', type=Path, help='bag directory')
     info.set_defaults(handler=_cmd_bag)
-    for module in PLUGIN_MODULES:
-        _register(module, sub)
+    from pref_rl_learner.fewshot import collect_cli, pretrain_cli
+    from pref_rl_learner.sweep import cli as sweep_cli
+
+    for register in (collect_cli.register, pretrain_cli.register, sweep_cli.register):
+        register(sub)
+    for entry_point in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda e: e.name):
+        entry_point.load()(sub)
     return parser
-
-
-def _register(module: str, sub: argparse._SubParsersAction) -> None:
-    import importlib
-
-    try:
-        plugin = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name is not None and module.startswith(err.name):
-            return  # that package of the stack is not installed here (e.g. no pref_rl_gui)
-        raise
-    plugin.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

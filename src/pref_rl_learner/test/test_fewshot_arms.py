@@ -255,7 +255,7 @@ def test_fewshot_train_end_to_end_with_resume(pretrained, tmp_path, capsys):
     feedback = read_csv(paused / 'feedback.csv')
     assert feedback['asked'] == [2.0, 4.0, 6.0]
     assert feedback['reward_model_version'] == [1.0, 2.0, 3.0]
-    counts = whole.reward_trainer.counts
+    counts = whole.learning.preferences.trainer.counts
     assert sum(counts.values()) == 3, counts
 
 

@@ -268,7 +268,7 @@ def test_a_run_without_checkpoint_resumes_from_its_store(tmp_path, segments):
     again = LearnerCore(config(), PACE, tmp_path)
     assert not again.resumed and again.status().env_steps == 0
     assert [q.query_id for q in again.take_queries()] == [q.query_id for q in asked[1:]]
-    assert again.budget.asked == 1 and again.state.sessions_started == 1
+    assert again.budget.asked == 1 and again.learning.sessions == 1
     again.close()
 
 
@@ -295,7 +295,7 @@ def test_pacing_holds_segments_until_learning_catches_up(tmp_path, segments):
     assert held.status().env_steps == 320
     held.close()
     resumed = LearnerCore(config(), pace, tmp_path / 'held')
-    assert resumed.status().env_steps == 320 and len(resumed._backlog) == 28
+    assert resumed.status().env_steps == 320 and resumed.intake.backlog == 28
     with pytest.raises(SegmentRejectedError, match='received before'):
         resumed.ingest(segments[59])  # in the restored backlog: not taken twice
     while resumed.work_step():

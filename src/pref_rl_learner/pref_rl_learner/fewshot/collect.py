@@ -11,8 +11,8 @@ Hejna & Sadigh 2022, https://arxiv.org/abs/2212.03363):
   noise (``expert``; noise levels cycle through ``epsilon``), the expert aimed at another
   goal of the same set (``cross_goal``), uniform random actions (``random``); an optional
   prefix of random actions scatters the start state (``init_noise``, Panda push).
-* MetaWorld (:mod:`.collect_metaworld`): ``expert``, ``cross_env``, ``within_env``,
-  ``random``.
+* MetaWorld (the task suite's ``metaworld_behaviours``): ``expert``, ``cross_env``,
+  ``within_env``, ``random``.
 
 Tasks run in parallel worker processes (spawned, one thread each); a task's data depend only
 on the seed and its id, never on the number of workers. The manifest is rewritten after every
@@ -52,7 +52,7 @@ from pref_rl_learner.fewshot.dataset import (
     write_manifest,
 )
 from pref_rl_learner.fewshot.rollout import Behaviour, CollectError, cut_segments, run_episode
-from pref_rl_learner.pebble.tasks import task_module
+from pref_rl_learner.pebble.tasks import task_suite
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,9 @@ def plan_jobs(config: CollectConfig) -> list[TaskJob]:
         CollectError: more tasks per env asked for than the goal sets hold, or MetaWorld
             environments that are evaluation tasks or unknown.
     """
-    tasks = task_module()
+    tasks = task_suite()
     if config.family == 'metaworld':
-        from pref_rl_learner.fewshot.collect_metaworld import check_envs
-
-        envs, kind = check_envs(config.envs), 'var'
+        envs, kind = tasks.metaworld_check_envs(config.envs), 'var'
     else:
         envs, kind = (config.family,), 'goal'
     jobs = []
@@ -123,7 +121,7 @@ def _check_sac_experts(config: CollectConfig, jobs: list[TaskJob]) -> None:
     """Refuse before collecting when an expert checkpoint a job will need is missing."""
     from pref_rl_learner.fewshot.experts import sac_expert_path
 
-    spec = task_module().task_spec(config.family)
+    spec = task_suite().task_spec(config.family)
     needed = set()
     for job in jobs:
         goals = spec.num_train_goals if job.split == 'train' else spec.num_eval_goals
@@ -288,7 +286,7 @@ def collect_task(job: TaskJob, config: CollectConfig, out: Path,
     MetaWorld's ``rand_vec``), ``episodes``, ``episode_steps`` and ``success_rate``: per
     source, the share of episodes in which ``info['success']`` held at some step.
     """
-    tasks = task_module()
+    tasks = task_suite()
     spec = tasks.task_spec(job.env_name)
     steps = config.episode_steps or spec.episode_length
     if not spec.segment_length <= steps <= spec.episode_length:
@@ -324,9 +322,7 @@ def collect_task(job: TaskJob, config: CollectConfig, out: Path,
 def _behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.random.Generator,
                 steps: int) -> list[Behaviour]:
     if config.family == 'metaworld':
-        from pref_rl_learner.fewshot.collect_metaworld import metaworld_behaviours
-
-        return metaworld_behaviours(
+        return task_suite().metaworld_behaviours(
             job.env_name, job.goal_index, env, expert_episodes=config.expert_episodes,
             cross_episodes=config.cross_episodes, within_episodes=config.within_episodes,
             random_episodes=config.random_episodes, epsilon=config.epsilon,
@@ -337,19 +333,15 @@ def _behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.random.Ge
 def _goal_behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.random.Generator,
                      steps: int) -> list[Behaviour]:
     """Expert, cross-goal and random episodes of a goal task."""
-    from pref_rl_learner.fewshot.experts import (
-        load_sac_expert,
-        retarget,
-        sac_expert_path,
-        scripted_expert,
-    )
+    from pref_rl_learner.fewshot.experts import load_sac_expert, sac_expert_path
 
     family, goals = config.family, env.unwrapped.goal_set
-    spec = task_module().task_spec(family)
+    tasks = task_suite()
+    spec = tasks.task_spec(family)
 
     def expert_for(goal_index: int) -> Any:
         if config.sac_experts is None:
-            return scripted_expert(family)
+            return tasks.scripted_expert(family)
         return load_sac_expert(sac_expert_path(config.sac_experts, job.split, goal_index),
                                spec.observation_shape[0], spec.action_dim)
 
@@ -365,7 +357,7 @@ def _goal_behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.rand
         other = int(rng.integers(len(goals) - 1))
         other += other >= job.goal_index  # any goal of the set but this one
         if other not in experts:
-            experts[other] = retarget(expert_for(other), family, goals[other])
+            experts[other] = tasks.retarget(expert_for(other), family, goals[other])
         behaviours.append(Behaviour('cross_goal', experts[other], epsilon[k % len(epsilon)],
                                     noise_type, prefix()))
     return behaviours + [Behaviour('random', None)] * config.random_episodes

@@ -36,33 +36,24 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pref_rl_learner.batches import SegmentPairs
-from pref_rl_learner.errors import PrefRLError
-from pref_rl_learner.fewshot.arms import make_reward_learning
+from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pref_rl_learner.learner.config import LearnerConfig
 from pref_rl_learner.learner.evaluation import SessionEvaluator
+from pref_rl_learner.learner.intake import SegmentIntake, SegmentRejectedError
 from pref_rl_learner.learner.segment_store import SegmentStore
-from pref_rl_learner.learner.state import (
-    CHECKPOINT_NAME,
-    LearnerState,
-    load_learner_state,
-    save_learner_state,
-)
-from pref_rl_learner.pebble.config import TrainConfig
-from pref_rl_learner.pebble.feedback import NORMALIZER_SAMPLES
+from pref_rl_learner.learner.state import CHECKPOINT_NAME, FORMAT, LearnerState
+from pref_rl_learner.pebble.config import TrainConfig, to_mapping
+from pref_rl_learner.pebble.feedback import query_id
+from pref_rl_learner.pebble.learning import PebbleLearning, UpdateKind
+from pref_rl_learner.pebble.reward_learning import labelled_pairs
 from pref_rl_learner.preferences.store import PreferenceStore
-from pref_rl_learner.query_selection import pool_size, sampler_for_session, select_queries
 from pref_rl_learner.reward.training import TrainingReport
-from pref_rl_learner.sac.agent import SAC
-from pref_rl_learner.sac.replay import ReplayBuffer
-from pref_rl_learner.schedule import FeedbackBudget, FeedbackSchedule
-from pref_rl_learner.state_entropy import StateEntropyReward
+from pref_rl_learner.schedule import FeedbackBudget
 from pref_rl_learner.types import (
     LearnerStatus,
     Phase,
@@ -72,19 +63,7 @@ from pref_rl_learner.types import (
     Segment,
 )
 
-NEEDS_PREDICTOR = ('disagreement', 'entropy', 'kcenter_disagreement', 'kcenter_entropy')
-"""Samplers that rank pairs by the reward ensemble (uniform is used before one exists)."""
-_RECENT_IDS = 100_000
-"""Segment ids remembered to refuse a segment received twice."""
-
-
-class SegmentRejectedError(PrefRLError, ValueError):
-    """A valid segment that this learner cannot use (other task or shapes, a repeated id)."""
-
-
-def query_id(session: int, index: int) -> str:
-    """Id of the ``index``-th query of feedback session ``session``."""
-    return f'session{session:04d}-q{index:03d}'
+__all__ = ['LearnerCore', 'SegmentRejectedError', 'query_id']
 
 
 class LearnerCore:
@@ -110,37 +89,23 @@ class LearnerCore:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         segment_length = config.segment_length
         if observation_shape is None or action_dim is None or not segment_length:
-            from pref_rl_learner.pebble.tasks import task_module
-            spec = task_module().task_spec(config.task)
+            from pref_rl_learner.pebble.tasks import task_suite
+            spec = task_suite().task_spec(config.task)
             observation_shape = observation_shape or tuple(spec.observation_shape)
             action_dim = action_dim or int(spec.action_dim)
             segment_length = segment_length or spec.segment_length
-        self.observation_shape = tuple(int(d) for d in observation_shape)
-        self.action_dim = int(action_dim)
         self.segment_length = int(segment_length)
-        torch.manual_seed(config.seed)
-        self.agent = SAC(int(np.prod(self.observation_shape)), self.action_dim, config.sac,
-                         seed=config.seed)
-        self.buffer = ReplayBuffer(self.observation_shape, self.action_dim,
-                                   config.replay_capacity, device=self.agent.device)
+        checkpoint = self.run_dir / CHECKPOINT_NAME
         # init/fewshot read their pretrained reward model unless the run's own checkpoint
         # (which holds the model and the few-shot trainer's state) is resumed.
-        self.reward_model, self.reward_trainer = make_reward_learning(
-            config, self.observation_shape, self.action_dim,
-            load=not (self.run_dir / CHECKPOINT_NAME).exists())
-        self.schedule = FeedbackSchedule(dataclasses.replace(
-            config.schedule, first_session_step=max(config.schedule.first_session_step,
-                                                    config.learning_starts)))
-        self.entropy = StateEntropyReward(k=config.entropy_k)
+        self.learning = PebbleLearning(config, tuple(observation_shape), int(action_dim),
+                                       load_prior=not checkpoint.exists())
+        self.intake = SegmentIntake(config.task, self.learning.observation_shape,
+                                    self.learning.action_dim, config.algorithm == 'sac',
+                                    learner.stats_window_episodes)
         self.segments = SegmentStore(self.segment_length, learner.segment_store_capacity)
-        self.rng = np.random.default_rng([config.seed, 2])
-        self.sample_generator = torch.Generator().manual_seed(config.seed)
         self.state = LearnerState()
-        self.episodes: deque[tuple[float, bool]] = deque(maxlen=learner.stats_window_episodes)
         self.last_report: TrainingReport | None = None
-        self._open_episodes: OrderedDict[tuple[str, int], list] = OrderedDict()
-        self._recent_ids: OrderedDict[str, None] = OrderedDict()
-        self._backlog: deque[Segment] = deque()
         self._data = threading.Lock()
         self._model = threading.RLock()
         self._labels = threading.Lock()
@@ -153,11 +118,12 @@ class LearnerCore:
         self.summary: dict | None = None
         """The end summary (also in ``summary.json``) once :attr:`finished`."""
         self._started = time.monotonic()
-        self.store = PreferenceStore.open(self.run_dir / 'preferences', config.store)
+        self.store = PreferenceStore.open(self.run_dir / 'preferences',
+                                          self.learning.store_config())
         try:
-            self.resumed = (self.run_dir / CHECKPOINT_NAME).exists()
+            self.resumed = checkpoint.exists()
             if self.resumed:
-                load_learner_state(self, self.run_dir / CHECKPOINT_NAME)
+                self._load(checkpoint)
             self._sync_with_store()
             if evaluator is not None:
                 evaluator.open(resume_step=self.state.env_steps)
@@ -167,20 +133,41 @@ class LearnerCore:
         if self.state.policy_version > 0:
             self._export_weights()  # a restarted learner re-announces its policy
 
+    @property
+    def agent(self):
+        """The SAC agent (the learning component's)."""
+        return self.learning.agent
+
+    @property
+    def reward_model(self):
+        """The reward ensemble (the learning component's)."""
+        return self.learning.reward_model
+
+    @property
+    def budget(self) -> FeedbackBudget:
+        """The feedback budget (rebuilt from the durable store on start)."""
+        return self.learning.budget
+
+    @property
+    def buffer(self):
+        """The replay buffer (the learning component's)."""
+        return self.learning.buffer
+
     def _sync_with_store(self) -> None:
         """Take what is durable from the store: answers (the budget), sessions, pending
         queries. The store is newer than any checkpoint: labels acknowledged after the last
         checkpoint are counted here and trained on by the worker."""
         counts = self.store.counts()
         left, right, equal = counts['left'], counts['right'], counts['equal']
-        self.budget = FeedbackBudget(
-            total=self.config.schedule.total_budget,
-            asked=counts['labelled'], labelled=left + right + equal, left=left, right=right,
-            equal=equal, incomparable=counts['incomparable'], skipped=counts['skip'])
-        session = self.state.sessions_started
+        self.learning.budget.load_state_dict({
+            'total': self.config.schedule.total_budget,
+            'asked': counts['labelled'], 'labelled': left + right + equal, 'left': left,
+            'right': right, 'equal': equal, 'incomparable': counts['incomparable'],
+            'skipped': counts['skip']})
+        session = self.learning.sessions
         while self.store.has_query(query_id(session, 0)):
             session += 1
-        self.state.sessions_started = session
+        self.learning.sessions = session
         self._queries_out = [self.store.query(qid) for qid in self.store.pending_queries()]
 
     def close(self) -> None:
@@ -201,27 +188,8 @@ class LearnerCore:
             SegmentRejectedError: another task, observation or action shape, no rewards for
                 ``algorithm: sac``, or a segment id received before. Nothing is stored then.
         """
-        if segment.task != self.config.task:
-            raise SegmentRejectedError(f'segment {segment.segment_id!r} is for task '
-                                       f'{segment.task!r}, this learner learns '
-                                       f'{self.config.task!r}')
-        if segment.observation_shape != self.observation_shape:
-            raise SegmentRejectedError(f'observation shape {segment.observation_shape}, '
-                                       f'expected {self.observation_shape}')
-        if segment.action_shape != (self.action_dim,):
-            raise SegmentRejectedError(f'action shape {segment.action_shape}, expected '
-                                       f'({self.action_dim},)')
-        if segment.rewards is None and self.config.algorithm == 'sac':
-            raise SegmentRejectedError('algorithm sac learns from true rewards, and the '
-                                       'segment has none')
         with self._data:
-            if segment.segment_id in self._recent_ids:
-                raise SegmentRejectedError(f'segment {segment.segment_id!r} was received '
-                                           'before')
-            self._recent_ids[segment.segment_id] = None
-            if len(self._recent_ids) > _RECENT_IDS:
-                self._recent_ids.popitem(last=False)
-            self._backlog.append(segment)
+            self.intake.receive(segment)
             self._admit()
             steps = self.state.env_steps
         self._wake.set()
@@ -229,48 +197,31 @@ class LearnerCore:
 
     def _lag(self) -> int:
         """SAC updates the worker owes for the transitions admitted so far."""
-        cfg = self.config
         allowed = int(self.learner.updates_per_step
-                      * max(0, self.state.env_steps - cfg.seed_steps))
+                      * max(0, self.state.env_steps - self.config.seed_steps))
         return allowed - self.state.budgeted_updates
+
+    def _may_admit(self) -> bool:
+        return (self.learner.max_update_lag < 0
+                or self.state.env_steps >= self.config.total_steps
+                or self._lag() <= self.learner.max_update_lag)
 
     def _admit(self) -> int:
         """Move received segments into the buffer while the worker keeps up (``_data`` held).
 
         Returns the number of segments admitted.
         """
-        admitted = 0
-        pace = self.learner.max_update_lag >= 0
-        while self._backlog:
-            if (pace and self.state.env_steps < self.config.total_steps
-                    and self._lag() > self.learner.max_update_lag):
-                break
-            self._add(self._backlog.popleft())
-            admitted += 1
-        return admitted
+        return self.intake.admit(self._may_admit, self._add)
 
     def _add(self, segment: Segment) -> None:
         rewards = (segment.rewards if segment.rewards is not None
                    else np.zeros(segment.length, np.float32))
         for t in range(segment.length):
-            self.buffer.add(segment.observations[t], segment.actions[t], float(rewards[t]),
-                            segment.next_observations[t], bool(segment.terminated[t]),
-                            bool(segment.truncated[t]))
+            self.learning.add(segment.observations[t], segment.actions[t], float(rewards[t]),
+                              segment.next_observations[t], bool(segment.terminated[t]),
+                              bool(segment.truncated[t]))
         self.state.env_steps += segment.length
-        self.state.unlabelled = min(self.state.unlabelled + segment.length, len(self.buffer))
         self.segments.add(segment)
-        self._track_episode(segment, rewards)
-
-    def _track_episode(self, segment: Segment, rewards: np.ndarray) -> None:
-        key = (segment.source_id, segment.episode)
-        totals = self._open_episodes.setdefault(key, [0.0, False])
-        totals[0] += float(rewards.sum())
-        totals[1] = totals[1] or bool(segment.success is not None and segment.success.any())
-        if segment.terminated[-1] or segment.truncated[-1]:
-            del self._open_episodes[key]
-            self.episodes.append((totals[0], totals[1]))
-        while len(self._open_episodes) > 64:  # sources that vanished mid-episode
-            self._open_episodes.popitem(last=False)
 
     def submit_label(self, label: PreferenceLabel) -> str:
         """Store ``label`` durably; returns ``'stored'`` or ``'already stored'``.
@@ -313,12 +264,12 @@ class LearnerCore:
         with self._data:
             st = self.state
             env = st.env_steps
-            returns = [r for r, _ in self.episodes]
-            successes = [float(s) for _, s in self.episodes]
+            returns = [r for r, _ in self.intake.episodes]
+            successes = [float(s) for _, s in self.intake.episodes]
             return LearnerStatus(
                 phase=self._phase(env, pending=counts['queries'] > counts['labelled']),
                 env_steps=env, gradient_steps=self.agent.num_updates,
-                feedback_session=max(st.sessions_started - 1, 0),
+                feedback_session=max(self.learning.sessions - 1, 0),
                 queries_published=counts['queries'], labels_stored=counts['labelled'],
                 labels_skipped=counts['skip'] + counts['incomparable'],
                 feedback_budget=self.budget.total,
@@ -341,8 +292,8 @@ class LearnerCore:
             return Phase.LEARNING
         if pending:
             return Phase.FEEDBACK
-        if env_steps < cfg.learning_starts or (self.reward_model.version == 0
-                                               and cfg.unsupervised_steps > 0):
+        kind = self.learning.update_kind(max(env_steps, cfg.seed_steps + 1))
+        if kind is UpdateKind.ENTROPY:
             return Phase.UNSUPERVISED
         return Phase.LEARNING
 
@@ -411,7 +362,7 @@ class LearnerCore:
         if new <= 0:
             return False
         with self._data:
-            if len(self.buffer) == 0:
+            if len(self.learning.buffer) == 0:
                 # Resumed from a checkpoint older than the labels (a crash): the reward
                 # normaliser needs transitions, so train once segments arrive again.
                 return False
@@ -422,59 +373,37 @@ class LearnerCore:
         return True
 
     def train_reward_model(self) -> TrainingReport | None:
-        """Fit the ensemble to every stored label, refit its normalisation, relabel the
-        buffer; the first time after unsupervised pre-training also reset the critics.
+        """Fit the reward to every stored label (the learning component decides how).
         Returns None when no label is trainable yet."""
         with self._model:
             trainable = self._trainable_labels()
-            train, val = self.store.preference_batches()
-            if train.num_pairs == 0:
-                self.state.labels_trained = trainable
-                return None
-            report = self.reward_trainer.train(train, val if val.num_pairs else None)
+            report = self.learning.fit_reward(self.store, guard=self._data)
             with self._data:
-                sample = self.buffer.sample(min(NORMALIZER_SAMPLES, len(self.buffer)),
-                                            self.sample_generator)
-                self.reward_model.fit_normalizer(sample.observations, sample.actions)
-                self.buffer.relabel(self.reward_model.reward)
-                self.state.unlabelled = 0
                 self.state.labels_trained = trainable
-                self.state.reward_model_accuracy = (float('nan') if report.val_accuracy is None
-                                                    else float(report.val_accuracy))
-                self.last_report = report
-            if not self.state.critic_reset_done:
-                self.state.critic_reset_done = True
-                if self.config.unsupervised_steps > 0:
-                    # The critics were fitted to the intrinsic reward: start them afresh.
-                    self.agent.reset_critic()
-                    for _ in range(self.config.reset_updates):
-                        self.agent.update(self._sample())
+                if report is not None:
+                    self.state.reward_model_accuracy = (
+                        float('nan') if report.val_accuracy is None
+                        else float(report.val_accuracy))
+                    self.last_report = report
             return report
 
     def _maybe_start_session(self) -> bool:
         """Select, store and queue the queries of the next session when one is due."""
-        st = self.state
         with self._data:
-            env_steps = st.env_steps
-        if (self.schedule.sessions_due(env_steps) <= st.sessions_started
-                or env_steps >= self.config.total_steps or self.store.pending_queries()):
+            env_steps = self.state.env_steps
+        if not self.learning.session_due(env_steps) or self.store.pending_queries():
             return False
         # Nothing is outstanding here, so everything not yet answered may be asked.
-        num = self.schedule.queries_for_session(env_steps, self.budget.remaining())
+        preferences = self.learning.preferences
+        num = preferences.queries_for_session(env_steps)
         if num == 0:
             return False
-        session = st.sessions_started
-        sampler = sampler_for_session(self.config.query, session)
-        predictor = self.reward_model if self.reward_model.version > 0 else None
-        if sampler in NEEDS_PREDICTOR and predictor is None:
-            sampler = 'uniform'
-        pairs, segments = self._candidates(pool_size(self.config.query, num))
+        session = self.learning.sessions
+        pairs, segments = self._candidates(preferences.pool_size(num))
         if pairs.num_pairs < num:
             return False  # too few segments yet: retry after more data
-        labelled = self._labelled_pairs() if sampler.startswith('kcenter') else None
-        chosen = select_queries(pairs, num, sampler, self.rng, predictor=predictor,
-                                labelled=labelled,
-                                kcenter_features=self.config.query.kcenter_features)
+        chosen, sampler = preferences.select(pairs, num, session,
+                                             labelled=lambda: labelled_pairs(self.store))
         queries = []
         for j, index in enumerate(chosen):
             left, right = segments[int(index)]
@@ -484,7 +413,7 @@ class LearnerCore:
                 reward_model_version=self.reward_model.version, stamp_ns=time.time_ns())
             self.store.add_query(query)  # durable before anyone can answer it
             queries.append(query)
-        st.sessions_started += 1
+        self.learning.sessions += 1
         with self._data:
             self._queries_out.extend(queries)
         return True
@@ -492,7 +421,7 @@ class LearnerCore:
     def _candidates(self, pool: int) -> tuple[SegmentPairs, list[tuple[Segment, Segment]]]:
         """Up to ``pool`` never-asked pairs of distinct stored segments."""
         with self._data:
-            pairs, segments = self.segments.draw_pairs(pool, self.rng)
+            pairs, segments = self.segments.draw_pairs(pool, self.learning.rng)
         keep, seen = [], set()
         for i, (a, b) in enumerate(segments):
             key = frozenset((a.segment_id, b.segment_id))
@@ -501,24 +430,6 @@ class LearnerCore:
                 keep.append(i)
         index = np.asarray(keep, dtype=np.int64)
         return pairs.take(index), [segments[i] for i in keep]
-
-    def _labelled_pairs(self) -> SegmentPairs | None:
-        """Every trained-on pair (k-center's existing centres)."""
-        train, val = self.store.preference_batches()
-        if train.num_pairs + val.num_pairs == 0:
-            return None
-        return SegmentPairs(*(np.concatenate([a, b]) for a, b in
-                              zip(train[:4], val[:4], strict=True)))
-
-    def _sample(self, entropy: bool = False):
-        """A replay batch; with ``entropy`` its rewards are the k-NN state entropy of s'."""
-        with self._data:
-            batch = self.buffer.sample(self.config.sac.batch_size, self.sample_generator)
-            if entropy:
-                intrinsic = self.entropy(batch.next_observations,
-                                         self.buffer.observations_view())
-                batch = batch._replace(rewards=intrinsic.to(batch.rewards.dtype))
-        return batch
 
     def _update_chunk(self) -> bool:
         """Up to ``update_chunk`` SAC updates within the per-transition budget."""
@@ -531,30 +442,16 @@ class LearnerCore:
         todo = min(self.learner.update_chunk, allowed - st.budgeted_updates)
         if todo <= 0:
             return False
-        if cfg.algorithm == 'sac':
-            entropy = False
-        elif self.reward_model.version > 0:
-            entropy = False
-            self._label_new_transitions()
-        elif cfg.unsupervised_steps > 0:
-            entropy = True  # pre-training, and on until the first reward model exists
-        else:
+        kind = self.learning.update_kind(env_steps)
+        if kind is UpdateKind.NONE:
             st.budgeted_updates = allowed  # nothing to learn from yet: skip these updates
             return False
         for _ in range(todo):
-            self.agent.update(self._sample(entropy))
+            self.learning.update(kind, guard=self._data)  # ingest shares the buffer
         st.budgeted_updates += todo
         if self.agent.num_updates - st.last_export_updates >= self.learner.policy_publish_interval:
             self._export_weights()
         return True
-
-    def _label_new_transitions(self) -> None:
-        """Give transitions received since the last relabelling the learned reward."""
-        with self._data:
-            new = min(self.state.unlabelled, len(self.buffer))
-            if new:
-                self.buffer.relabel(self.reward_model.reward, start=len(self.buffer) - new)
-                self.state.unlabelled = 0
 
     def _export_weights(self) -> None:
         architecture, tensors = self.agent.actor_state()
@@ -577,6 +474,36 @@ class LearnerCore:
         with self._model, self._data:
             # Segments held back by pacing go into the checkpoint as they are: admitting
             # them here would outrun learning (and skip the feedback sessions in between).
-            save_learner_state(self, path)
+            save_checkpoint(path, self.state_dict())
         return path
 
+    def state_dict(self) -> dict:
+        """The learning component, the segment store, the intake and the counters (the
+        caller holds the locks)."""
+        return {'format': FORMAT, 'config': to_mapping(self.config),
+                'state': dataclasses.asdict(self.state),
+                'learning': self.learning.state_dict(),
+                'segments': self.segments.state_dict(),
+                'intake': self.intake.state_dict()}
+
+    def _load(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`checkpoint`.
+
+        Raises:
+            CheckpointError: unreadable, of another format, or written for a different config.
+        """
+        state = load_checkpoint(path, map_location=self.agent.device)
+        if state.get('format') != FORMAT or 'segments' not in state:
+            raise CheckpointError(f'{path}: not a learner checkpoint of format {FORMAT}')
+        if state.get('config') != to_mapping(self.config):
+            raise CheckpointError(f'{path}: written for a different config; resume with the '
+                                  "run's own config")
+        try:
+            self.state = LearnerState(**state['state'])
+            self.learning.load_state_dict(state['learning'])
+            self.segments.load_state_dict(state['segments'])
+            self.intake.load_state_dict(state['intake'],
+                                        (segment.segment_id for segment in self.segments))
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
+                                  f'{err}') from err

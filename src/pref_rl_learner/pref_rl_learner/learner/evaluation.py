@@ -63,8 +63,8 @@ class SessionEvaluator:
     def env(self) -> gym.Env:
         """The held-out-goal evaluation env (made on first use)."""
         if self._env is None:
-            from pref_rl_learner.pebble.tasks import task_module
-            self._env = task_module().make_task(self.config.task, goals='eval',
+            from pref_rl_learner.pebble.tasks import task_suite
+            self._env = task_suite().make_task(self.config.task, goals='eval',
                                                 seed=self.config.seed + EVAL_SEED_OFFSET)
         return self._env
 

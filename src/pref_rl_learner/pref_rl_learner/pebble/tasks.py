@@ -1,21 +1,75 @@
-"""Access to the task suite, which lives in ``pref_rl_robot.tasks``.
+"""The task contract the learner needs, and how it finds the suite that fulfils it.
 
-``pref_rl_robot`` depends on this package (types, errors), so the dependency back is looked
-up at run time rather than declared, keeping the package graph acyclic.
+The tasks live in a package that depends on this one (``pref_rl_robot``, which uses its types
+and errors), so this package never imports it. Instead a task suite announces itself as the
+entry point ``default`` of group ``pref_rl.task_suites`` (in its ``setup.py``), naming an
+object (usually a module) with the functions of :class:`TaskSuite`. Task knowledge (the
+envs, their observation layouts, scripted experts, MetaWorld task lists) lives there.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+import numpy as np
 
 from pref_rl_learner.errors import PrefRLError
 
+ENTRY_POINT_GROUP = 'pref_rl.task_suites'
+"""Entry-point group a task suite registers in."""
+DEFAULT_SUITE = 'default'
+"""Name of the suite's entry point."""
 
-def task_module() -> ModuleType:
-    """``pref_rl_robot.tasks`` (``make_task``, ``task_spec``, ``task_names``)."""
-    try:
-        return importlib.import_module('pref_rl_robot.tasks')
-    except ModuleNotFoundError as err:
-        raise PrefRLError('the task suite needs the pref_rl_robot package: build the whole '
-                          'workspace (scripts/bootstrap) and source install/setup.bash') from err
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+class TaskSuite(Protocol):
+    """What ``pref-rl train``, ``collect`` and the learner ask of the tasks."""
+
+    def make_task(self, name: str, goals: str = 'train', seed: int | None = None,
+                  **kwargs: Any) -> Any:
+        """A gymnasium env of task ``name`` (``goals``: ``train`` or ``eval`` goal set)."""
+
+    def task_spec(self, name: str) -> Any:
+        """Shapes, segment length, goal counts of ``name`` without building it."""
+
+    def task_names(self) -> Sequence[str]:
+        """Every registered task."""
+
+    def scripted_expert(self, family: str) -> Policy:
+        """The scripted controller of goal task ``family``."""
+
+    def retarget(self, policy: Policy, family: str, goal: np.ndarray) -> Policy:
+        """``policy`` acting as if the goal of ``family`` were ``goal``."""
+
+    def metaworld_training_envs(self) -> tuple[str, ...]:
+        """MetaWorld environments of the pretraining set (ML10 train)."""
+
+    def metaworld_check_envs(self, envs: Sequence[str]) -> tuple[str, ...]:
+        """``envs`` (default: the training set) after refusing evaluation and unknown ones."""
+
+    def metaworld_behaviours(self, env_name: str, variation: int, env: Any,
+                             **kwargs: Any) -> list[Any]:
+        """The episodes' behaviours of one MetaWorld pretraining task."""
+
+
+_suite: TaskSuite | None = None
+
+
+def task_suite() -> TaskSuite:
+    """The installed task suite (loaded once).
+
+    Raises:
+        PrefRLError: no suite is installed (the ``pref_rl_robot`` package provides one).
+    """
+    global _suite
+    if _suite is None:
+        found = entry_points(group=ENTRY_POINT_GROUP).select(name=DEFAULT_SUITE)
+        if not found:
+            raise PrefRLError('no task suite is installed (entry point '
+                              f'{ENTRY_POINT_GROUP}:{DEFAULT_SUITE}): build the whole '
+                              'workspace (scripts/bootstrap) and source install/setup.bash')
+        _suite = next(iter(found)).load()
+    return _suite

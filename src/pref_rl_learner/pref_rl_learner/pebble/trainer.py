@@ -1,21 +1,12 @@
-"""PEBBLE: SAC + unsupervised pre-training + preference-learned reward with relabelling.
+"""``pref-rl train``: PEBBLE (or FewShotPEBBLE, or SAC on the true reward) in one process.
 
-Lee, Smith, Abbeel, "PEBBLE: Feedback-Efficient Interactive Reinforcement Learning via
-Relabeling Experience and Unsupervised Pre-training", ICML 2021
-(https://arxiv.org/abs/2106.05091), Algorithm 2:
-
-1. ``seed_steps`` uniformly random actions;
-2. ``unsupervised_steps`` of SAC on the k-NN state-entropy reward (exploration);
-3. then the first feedback session, reward learning, relabelling of the whole replay buffer
-   with the learned reward, and a reset of the critics (their values belong to the intrinsic
-   reward), followed by ``reset_updates`` extra updates;
-4. afterwards SAC on the learned reward, with a feedback session whenever the schedule says
-   so and budget is left, each followed by reward training and relabelling.
-
-``algorithm: sac`` runs the same loop on the true reward (no queries): the upper bound.
-``init`` and ``fewshot`` run exactly the PEBBLE loop; only the reward ensemble's starting point
-and its trainer differ (:func:`pref_rl_learner.fewshot.arms.make_reward_learning`).
-The run is deterministic for a seed, and resumes from a checkpoint as if never stopped.
+A loop over env steps around the run's
+:class:`~pref_rl_learner.pebble.learning.PebbleLearning`, which makes every learning
+decision (Lee, Smith, Abbeel 2021, https://arxiv.org/abs/2106.05091, Algorithm 2): each step
+adds the transition, holds a feedback session when the schedule says so (the scripted teacher
+answers at once, :mod:`~pref_rl_learner.pebble.feedback`) and does one SAC update of the
+phase's kind. The run is deterministic for a seed, and resumes from a checkpoint as if never
+stopped.
 """
 
 from __future__ import annotations
@@ -26,23 +17,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from pref_rl_learner.batches import SegmentPairs
-from pref_rl_learner.fewshot.arms import make_reward_learning
-from pref_rl_learner.pebble.config import TrainConfig
+from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pref_rl_learner.pebble.config import TrainConfig, to_mapping
 from pref_rl_learner.pebble.evaluation import evaluate_policy
 from pref_rl_learner.pebble.feedback import FeedbackSession
-from pref_rl_learner.pebble.state import RunState, load_run_state, save_run_state
-from pref_rl_learner.pebble.tasks import task_module
+from pref_rl_learner.pebble.learning import PebbleLearning
+from pref_rl_learner.pebble.state import (
+    FORMAT,
+    RunState,
+    global_rng_state,
+    set_global_rng_state,
+)
+from pref_rl_learner.pebble.tasks import task_suite
 from pref_rl_learner.preferences.store import PreferenceStore
 from pref_rl_learner.run_log import RunLog
 from pref_rl_learner.sac.agent import SAC
-from pref_rl_learner.sac.replay import ReplayBuffer
-from pref_rl_learner.schedule import FeedbackBudget, FeedbackSchedule
-from pref_rl_learner.state_entropy import StateEntropyReward
 from pref_rl_learner.teacher import ScriptedTeacher
 
 CHECKPOINT_NAME = 'checkpoint.pt'
@@ -65,50 +59,52 @@ class RunSummary:
 
 
 class PebbleTrainer:
-    """One run: the env, the agent, the reward ensemble, the teacher and the logs."""
+    """One run: the env, the teacher, the logs, and the run's :class:`PebbleLearning`.
+
+    It holds only what the loop over env steps needs on top of the learning component: the
+    envs, the scripted teacher, the preference store, the episode counters and the logs.
+    """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tasks = task_module()
+        tasks = task_suite()
         self.spec = tasks.task_spec(config.task)
         self.segment_length = config.segment_length or self.spec.segment_length
         _seed_everything(config.seed)
         self.env = tasks.make_task(config.task, goals='train', seed=config.seed)
         self.eval_env = tasks.make_task(config.task, goals='eval', seed=config.seed + 10_000)
-        obs_shape = tuple(self.env.observation_space.shape)
-        act_dim = int(self.env.action_space.shape[0])
-        obs_dim = int(np.prod(obs_shape))
-        self.agent = SAC(obs_dim, act_dim, config.sac, seed=config.seed)
-        self.buffer = ReplayBuffer(obs_shape, act_dim, config.replay_capacity,
-                                   device=self.agent.device)
         checkpoint = self.run_dir / CHECKPOINT_NAME
         # init/fewshot: the pretrained weights, unless the run's own checkpoint restores them.
-        self.reward_model, self.reward_trainer = make_reward_learning(
-            config, obs_shape, act_dim, load=not (resume and checkpoint.exists()))
+        self.learning = PebbleLearning(
+            config, tuple(self.env.observation_space.shape),
+            int(self.env.action_space.shape[0]), load_prior=not (resume and checkpoint.exists()))
         self.teacher = ScriptedTeacher(config.teacher_config,
                                        np.random.default_rng([config.seed, 1]))
-        self.schedule = FeedbackSchedule(dataclasses.replace(
-            config.schedule, first_session_step=max(config.schedule.first_session_step,
-                                                    config.learning_starts)))
-        self.budget = FeedbackBudget(config.schedule.total_budget)
-        self.entropy = StateEntropyReward(k=config.entropy_k)
-        self.store = PreferenceStore.open(self.run_dir / 'preferences', config.store)
-        self.rng = np.random.default_rng([config.seed, 2])
-        self.sample_generator = torch.Generator().manual_seed(config.seed)
-        self.feedback = FeedbackSession(self)
+        self.action_rng = np.random.default_rng([config.seed, 3])
+        self.store = PreferenceStore.open(self.run_dir / 'preferences',
+                                          self.learning.store_config())
         self.state = RunState()
         self._obs: np.ndarray | None = None
         self._stop_requested = False
         if resume:
             try:
-                load_run_state(self, checkpoint)
+                self.load_state_dict(load_checkpoint(checkpoint,
+                                                     map_location=self.learning.agent.device),
+                                     checkpoint)
             except BaseException:
                 self.store.close()  # release the store's lock before reporting the error
                 raise
         self.log = RunLog(self.run_dir, tensorboard=config.tensorboard,
                           resume_step=self.state.step if resume else None)
+        self.feedback = FeedbackSession(config, self.learning, self.store, self.teacher,
+                                        self.segment_length, self.log)
+
+    @property
+    def agent(self) -> SAC:
+        """The SAC agent (the learning component's)."""
+        return self.learning.agent
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -141,7 +137,7 @@ class PebbleTrainer:
         else:
             self.save_checkpoint()
         self.close()
-        return RunSummary(st.step, self.budget.asked, st.last_eval_success,
+        return RunSummary(st.step, self.learning.budget.asked, st.last_eval_success,
                           st.last_eval_return, time.monotonic() - started)
 
     def close(self) -> None:
@@ -157,13 +153,12 @@ class PebbleTrainer:
         cfg, st = self.config, self.state
         obs = self._obs
         if st.step < cfg.seed_steps:
-            action = self.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
+            action = self.action_rng.uniform(-1.0, 1.0,
+                                             self.env.action_space.shape).astype(np.float32)
         else:
             action = self.agent.act(obs.reshape(-1))
         next_obs, reward, terminated, truncated, info = self.env.step(action)
-        self.buffer.add(obs, action, float(reward), next_obs, terminated, truncated)
-        if self.reward_model.version > 0:
-            self._label_latest()
+        self.learning.add(obs, action, float(reward), next_obs, terminated, truncated)
         st.step += 1
         st.episode_return += float(reward)
         st.episode_length += 1
@@ -179,70 +174,74 @@ class PebbleTrainer:
         else:
             self._obs = next_obs
 
-    def _label_latest(self) -> None:
-        """Give the transition just added the current learned reward (PEBBLE labels each new
-        transition with r̂ at insertion; the whole buffer is relabelled after training)."""
-        self.buffer.relabel(self.reward_model.reward, start=len(self.buffer) - 1)
-
     def _learn(self) -> None:
-        cfg, st = self.config, self.state
-        if st.step <= cfg.seed_steps:
-            return
-        if cfg.algorithm == 'sac':
-            self.agent.update(self.buffer.sample(cfg.sac.batch_size, self.sample_generator))
-            return
-        if st.step <= cfg.learning_starts:
-            self._unsupervised_update()
-            return
-        first = st.step == cfg.learning_starts + 1
-        if first or (self.schedule.is_session_due(st.step) and self.budget.remaining() > 0):
-            self.feedback.run()
-            if first and cfg.unsupervised_steps > 0:
-                # The critics were fitted to the intrinsic reward: start them afresh.
-                self.agent.reset_critic()
-                for _ in range(cfg.reset_updates):
-                    self.agent.update(self.buffer.sample(cfg.sac.batch_size,
-                                                         self.sample_generator))
-        if self.reward_model.version > 0:
-            self.agent.update(self.buffer.sample(cfg.sac.batch_size, self.sample_generator))
-
-    def _unsupervised_update(self) -> None:
-        """SAC update on the normalised k-NN state-entropy reward of s'."""
-        batch = self.buffer.sample(self.config.sac.batch_size, self.sample_generator)
-        visited = self.buffer.observations_view()
-        intrinsic = self.entropy(batch.next_observations, visited)
-        self.agent.update(batch._replace(rewards=intrinsic.to(batch.rewards.dtype)))
+        """A feedback session when one is due, then one SAC update of the phase's kind."""
+        step = self.state.step
+        if self.learning.session_due(step):
+            self.feedback.run(step)
+        self.learning.update(self.learning.update_kind(step))
 
     # ------------------------------------------------------------------------------ events
 
     def _evaluate(self) -> None:
-        st = self.state
+        st, budget = self.state, self.learning.budget
         result = evaluate_policy(self.agent, self.eval_env, self.config.eval_episodes,
                                  seed=self.config.seed)
         st.last_eval_step = st.step
         st.last_eval_success, st.last_eval_return = result.success_rate, result.mean_return
         self.log.write('eval', st.step, {
             'success_rate': result.success_rate, 'return': result.mean_return,
-            'queries': self.budget.asked, 'labelled': self.budget.labelled,
-            'skipped': self.budget.skipped, 'episodes': result.episodes})
+            'queries': budget.asked, 'labelled': budget.labelled,
+            'skipped': budget.skipped, 'episodes': result.episodes})
 
     def _progress_figures(self) -> dict[str, float]:
         st = self.state
-        return {'queries': self.budget.asked, 'eval_success': st.last_eval_success,
+        return {'queries': self.learning.budget.asked, 'eval_success': st.last_eval_success,
                 'eval_return': st.last_eval_return}
+
+    # ------------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> None:
         """Write ``<run>/checkpoint.pt`` atomically (only at an episode boundary)."""
         self.state.last_checkpoint_step = self.state.step
-        save_run_state(self, self.run_dir / CHECKPOINT_NAME)
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
 
-    def pairs_already_labelled(self) -> SegmentPairs | None:
-        """Every trained-on pair (for k-center's distance to what was already asked)."""
-        train, val = self.store.preference_batches()
-        if train.num_pairs + val.num_pairs == 0:
-            return None
-        return SegmentPairs(*(np.concatenate([a, b]) for a, b in
-                              zip(train[:4], val[:4], strict=True)))
+    def state_dict(self) -> dict[str, Any]:
+        """The whole run: the learning component, the teacher, the counters and every
+        generator (Python, NumPy, torch, the env's)."""
+        return {'format': FORMAT, 'config': to_mapping(self.config),
+                'run': dataclasses.asdict(self.state),
+                'learning': self.learning.state_dict(),
+                'teacher': self.teacher.state_dict(),
+                'rng': {**global_rng_state(), 'action': self.action_rng.bit_generator.state,
+                        'env': self.env.unwrapped.np_random.bit_generator.state}}
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Restore :meth:`state_dict` output read from ``path``.
+
+        Raises:
+            CheckpointError: of another format, written for a different config, or
+                incomplete.
+        """
+        if state.get('format') != FORMAT:
+            raise CheckpointError(f'{path}: checkpoint format {state.get("format")!r}, '
+                                  f'this version reads {FORMAT}')
+        if state.get('config') != to_mapping(self.config):
+            raise CheckpointError(f'{path}: written for a different config; resume with the '
+                                  "run's own config.yaml")
+        try:
+            self.state = RunState(**state['run'])
+            self.learning.load_state_dict(state['learning'])
+            self.teacher.load_state_dict(state['teacher'])
+            rng = state['rng']
+            set_global_rng_state(rng)
+            self.action_rng.bit_generator.state = rng['action']
+            env_rng = np.random.Generator(np.random.PCG64())
+            env_rng.bit_generator.state = rng['env']
+            self.env.unwrapped.np_random = env_rng
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
+                                  f'{err}') from err
 
 
 def _seed_everything(seed: int) -> None:

@@ -2,7 +2,16 @@
 
 ``make_task(name, goals='train'|'eval', seed=..., render_size=...)`` returns a gymnasium env;
 ``task_spec(name)`` describes it without building it. See :mod:`.registry` for the contract.
+
+This module is the task suite ``pref_rl_learner`` finds through the entry point
+``pref_rl.task_suites: default`` (its ``TaskSuite`` protocol): the envs, the scripted experts
+and the MetaWorld pretraining sets.
 """
+
+from pref_rl_robot.tasks.experts import retarget, scripted_expert
+from pref_rl_robot.tasks.metaworld_collect import check_envs as metaworld_check_envs
+from pref_rl_robot.tasks.metaworld_collect import metaworld_behaviours
+from pref_rl_robot.tasks.metaworld_collect import training_envs as metaworld_training_envs
 
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
@@ -24,6 +33,11 @@ __all__ = [
     'TaskSpec',
     'UnknownTaskError',
     'make_task',
+    'metaworld_behaviours',
+    'metaworld_check_envs',
+    'metaworld_training_envs',
+    'retarget',
+    'scripted_expert',
     'task_names',
     'task_spec',
 ]

@@ -18,7 +18,6 @@ refused: a pretraining set never contains a task used for evaluation.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +32,9 @@ object 2, the same one step earlier, goal)."""
 
 
 def _tasks_module() -> Any:
-    return importlib.import_module('pref_rl_robot.tasks.metaworld_tasks')
+    from pref_rl_robot.tasks import metaworld_tasks
+
+    return metaworld_tasks
 
 
 def training_envs() -> tuple[str, ...]:
