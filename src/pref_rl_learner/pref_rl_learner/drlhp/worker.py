@@ -115,9 +115,10 @@ class PreferenceWorker:
         import torch
 
         from pref_rl_learner.drlhp.model_io import load_reward_checkpoint
+        from pref_rl_learner.pebble.reward_learning import PreferenceLearning, run_store_config
         from pref_rl_learner.preferences import PreferenceStore, PreferenceStoreConfig
         from pref_rl_learner.reward import RewardEnsemble, RewardTrainer
-        from pref_rl_learner.schedule import FeedbackSchedule
+        from pref_rl_learner.schedule import FeedbackBudget, FeedbackSchedule
 
         self.spec, self.config = spec, spec.config
         self.publish = publish
@@ -127,7 +128,8 @@ class PreferenceWorker:
         self.log_dir = Path(spec.log_dir)
         self.store = PreferenceStore.open(
             self.log_dir / PREFERENCE_STORE_DIR,
-            PreferenceStoreConfig(seed=config.seed, fsync=config.store_fsync))
+            run_store_config(PreferenceStoreConfig(fsync=config.store_fsync),
+                             config.reward_training, config.seed))
         self.model = RewardEnsemble(spec.observation_shape, spec.action_dim,
                                     config.reward_model, seed=config.seed)
         if config.pretrained_checkpoint:
@@ -136,6 +138,12 @@ class PreferenceWorker:
             self.model.load_state_dict(pretrained.state_dict())
         self.trainer = RewardTrainer(self.model, config.reward_training, seed=config.seed)
         self.schedule = FeedbackSchedule(config.schedule)
+        # The decisions (sampler with its fallback, selection, training) are PEBBLE's
+        # component's; the worker only feeds it clips and holds the sessions.
+        self.preferences = PreferenceLearning(
+            self.model, self.trainer, config.query, self.schedule,
+            FeedbackBudget(config.schedule.total_budget), self.rng,
+            prior=bool(config.pretrained_checkpoint))
         self.gatherer = make_gatherer(config, np.random.default_rng((config.seed, 1)))
         self.pool: deque[Clip] = deque(maxlen=config.segment_pool_size)
         self.saved_splits = load_splits(config.preferences_dir) \
@@ -173,34 +181,25 @@ class PreferenceWorker:
     def run_session(self) -> int:
         """Select pairs, store them as queries, store the answers given now; returns the
         number of queries asked."""
-        from pref_rl_learner.query_selection import (
-            NEEDS_PREDICTOR,
-            pool_size,
-            sampler_for_session,
-            select_queries,
-        )
+        from pref_rl_learner.pebble.reward_learning import labelled_pairs
 
-        config, store = self.config, self.store
-        asked = store.counts()['queries']
+        config, store, preferences = self.config, self.store, self.preferences
+        preferences.sync_budget(store)
         session, self.sessions = self.sessions, self.sessions + 1
         # The rate at the session's scheduled step (sessions that fell due together, while
         # training ran, are held one after the other, each at its own rate).
-        num = self.schedule.queries_for_session(self.schedule.session_step(session),
-                                                config.schedule.total_budget - asked)
+        pending = len(store.pending_queries())
+        num = preferences.queries_for_session(self.schedule.session_step(session), pending)
         if not self.gatherer.answers_immediately:
-            num = min(num, config.max_pending_queries - len(store.pending_queries()))
+            num = min(num, config.max_pending_queries - pending)
         if num <= 0:
             return 0
-        candidates = self._candidate_pairs(pool_size(config.query, num))
+        candidates = self._candidate_pairs(preferences.pool_size(num))
         if not candidates:
             return 0
         pairs = _stack_pairs(candidates)
-        sampler = sampler_for_session(config.query, session)
-        if sampler in NEEDS_PREDICTOR and self.model.version == 0:
-            sampler = 'uniform'  # an untrained ensemble has nothing to say
-        chosen = select_queries(pairs, num, sampler, self.rng,
-                                predictor=self.model if self.model.version else None,
-                                kcenter_features=config.query.kcenter_features)
+        chosen, sampler = preferences.select(pairs, num, session,
+                                             labelled=lambda: labelled_pairs(store))
         queries = []
         for index in chosen:
             left, right = candidates[int(index)]
@@ -261,7 +260,7 @@ class PreferenceWorker:
         else:
             self.trained_on_labels = self.store.counts()['labelled']
             train, val = self.store.preference_batches()
-        report = self.trainer.train(train, val if val.num_pairs else None)
+        report = self.preferences.train(train, val)
         if config.normalize_reward:
             obs, act = self._normalizer_sample(train)
             self.model.fit_normalizer(obs, act)

@@ -157,13 +157,7 @@ class LearnerCore:
         """Take what is durable from the store: answers (the budget), sessions, pending
         queries. The store is newer than any checkpoint: labels acknowledged after the last
         checkpoint are counted here and trained on by the worker."""
-        counts = self.store.counts()
-        left, right, equal = counts['left'], counts['right'], counts['equal']
-        self.learning.budget.load_state_dict({
-            'total': self.config.schedule.total_budget,
-            'asked': counts['labelled'], 'labelled': left + right + equal, 'left': left,
-            'right': right, 'equal': equal, 'incomparable': counts['incomparable'],
-            'skipped': counts['skip']})
+        self.learning.preferences.sync_budget(self.store)
         session = self.learning.sessions
         while self.store.has_query(query_id(session, 0)):
             session += 1

@@ -97,6 +97,16 @@ class PreferenceLearning:
         remaining = max(0, self.budget.remaining() - pending)
         return self.schedule.queries_for_session(step, remaining)
 
+    def sync_budget(self, store: PreferenceStore) -> None:
+        """Take the budget's counts from the durable ``store`` (for drivers whose answers
+        arrive asynchronously: the store, not a checkpoint, is the truth)."""
+        counts = store.counts()
+        left, right, equal = counts['left'], counts['right'], counts['equal']
+        self.budget.load_state_dict({
+            'total': self.budget.total, 'asked': counts['labelled'],
+            'labelled': left + right + equal, 'left': left, 'right': right, 'equal': equal,
+            'incomparable': counts['incomparable'], 'skipped': counts['skip']})
+
     def pool_size(self, num_queries: int) -> int:
         """Candidate pairs to draw for ``num_queries`` queries."""
         return pool_size(self.query, num_queries)
