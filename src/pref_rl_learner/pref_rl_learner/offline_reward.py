@@ -73,9 +73,10 @@ class RewardTrainConfig:
     """Architecture of the reward ensemble (as in a ``pref-rl train`` config)."""
     reward_training: RewardTrainingConfig = RewardTrainingConfig()
     """How it is fitted (as in a ``pref-rl train`` config)."""
-    store: PreferenceStoreConfig = PreferenceStoreConfig(fsync=False)
-    """Rebuilt preference store: validation_fraction and the seed of its split (``--seed``
-    sets it too). fsync is off by default: the store is derived from the bags."""
+    store: PreferenceStoreConfig = PreferenceStoreConfig(validation_fraction=0.2, fsync=False)
+    """Rebuilt preference store: validation_fraction (20% by default: the summary reports
+    held-out accuracy) and the seed of its split (``--seed`` sets it too). fsync is off by
+    default: the store is derived from the bags."""
     seed: int = 0
     """Seed of the weight initialisation and of the trainer's shuffling."""
 

@@ -4,7 +4,9 @@ PEBBLE (Lee, Smith, Abbeel 2021, https://arxiv.org/abs/2106.05091) explores befo
 preference is asked by maximising a particle estimate of the state entropy: the intrinsic
 reward of a state is its distance to its k-th nearest neighbour among the states visited so
 far, ``r_int(s) = ||s - s^k-NN||``, divided by a running standard deviation so its scale stays
-stable while the buffer grows.
+stable while the buffer grows. The states rewarded are a batch drawn from the buffer, so each
+is among the visited states itself: its k-th neighbour is the (k+1)-th smallest distance, the
+first being its distance 0 to itself (B-Pref and the few-shot code take ``kthvalue(k + 1)``).
 """
 
 from __future__ import annotations
@@ -93,10 +95,11 @@ class StateEntropyReward:
         self.stats = RunningMeanStd()
 
     @torch.no_grad()
-    def __call__(self, next_observations: torch.Tensor, visited: torch.Tensor) -> torch.Tensor:
-        """Intrinsic rewards ``[B]`` for a batch of ``s'`` against every visited state."""
-        flat = next_observations.reshape(next_observations.shape[0], -1)
+    def __call__(self, observations: torch.Tensor, visited: torch.Tensor) -> torch.Tensor:
+        """Intrinsic rewards ``[B]`` of a batch of states drawn from ``visited`` (each counts
+        itself once among the visited states, and that match is skipped)."""
+        flat = observations.reshape(observations.shape[0], -1)
         reference = visited.reshape(visited.shape[0], -1)
-        entropy = knn_distance(flat, reference, self.k, self.chunk_size)
+        entropy = knn_distance(flat, reference, self.k + 1, self.chunk_size)
         self.stats.update(entropy)
         return entropy / self.stats.std

@@ -23,15 +23,20 @@ H / episode length, the return a typical segment of H steps collects. Two fixes:
   thresholds negative, so nothing is ever equal and its ``thres_skip > 0`` gate turns skipping
   off. Here both thresholds use |scale|, and skipping is measured from a floor F instead of
   from 0: a pair is skipped when ``max(S¹, S²) − F ≤ ε_skip·|scale|``, where
-  ``F = min(0, worst segment return in the batch, worst recent episode return per H steps)``.
-  With non-negative rewards F = 0 and this is exactly B-Pref's rule (skip unless
-  max(S¹, S²) > δ_skip); with negative rewards, F is the worst behaviour the teacher has
-  seen, so "not clearly good" means "not clearly better than the worst". Including the
-  episode returns keeps the rule meaningful when a batch holds a single pair.
+  ``F = min(0, worst recent episode return per H steps)``. With non-negative rewards F = 0
+  and this is exactly B-Pref's rule (skip unless max(S¹, S²) > δ_skip); with negative
+  rewards, F is the worst behaviour the teacher has seen, so "not clearly good" means "not
+  clearly better than the worst". F and the scale come from the teacher's own episode
+  history only, never from the pairs being labelled, so a pair gets the same answer
+  whatever else is in its batch.
 
-Before any episode return has been observed, the scale falls back to the mean segment return
-of the batch being labelled (both sides of every pair): the same quantity (a typical
-H-step return), estimated from the segments themselves.
+Before any episode return has been observed the teacher has no scale: both thresholds are 0
+(nothing is skipped or equal).
+
+``bpref_thresholds: true`` reproduces B-Pref's published thresholds instead, quirks included,
+to compare with its curves: δ = scale·ε in the first labelled batch and scale·ε² in every later
+one (the reference code labels one batch per feedback session), the signed scale, and skip
+unless max(S¹, S²) > δ_skip, only while δ_skip > 0.
 
 The scripted teacher answers LEFT, RIGHT, EQUAL or SKIP; it never answers INCOMPARABLE,
 which only a person gives.
@@ -74,6 +79,10 @@ class TeacherConfig:
     """Equal threshold as a fraction of |scale|: |S¹ − S²| below it is answered EQUAL."""
     margin_episodes: int = 10
     """Recent episodes whose returns set the threshold scale (B-Pref: 10)."""
+    bpref_thresholds: bool = False
+    """Reproduce B-Pref's published thresholds exactly (scale·ε in the first session,
+    scale·ε² after, signed scale, skip floor 0) to compare with its curves; the default
+    fixes those quirks (module doc)."""
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -113,6 +122,7 @@ class ScriptedTeacher:
         self.config = config
         self.rng = rng
         self._episodes: deque[tuple[float, int]] = deque(maxlen=config.margin_episodes)
+        self._batches = 0  # batches labelled (B-Pref's thresholds change after the first)
 
     def observe_episode_return(self, episode_return: float, episode_length: int) -> None:
         """Record a finished training episode's true return (the last ``margin_episodes``
@@ -135,21 +145,31 @@ class ScriptedTeacher:
             return None
         return float(self._episode_rates(segment_length).mean())
 
-    def thresholds(self, segment_length: int, *,
-                   fallback_scale: float | None = None) -> tuple[float, float]:
-        """(skip, equal) thresholds: ε_skip·|scale| and ε_equal·|scale|.
+    def thresholds(self, segment_length: int) -> tuple[float, float]:
+        """(skip, equal) thresholds: ε_skip·|scale| and ε_equal·|scale| (0 and 0 before any
+        episode has been observed).
 
         Recomputed from the raw episode returns at every call, never from a previous
-        threshold (the fix for B-Pref's scale·ε² from the second session on).
-        ``fallback_scale`` is used before any episode has been observed.
+        threshold (the fix for B-Pref's scale·ε² from the second session on). With
+        ``bpref_thresholds`` they are B-Pref's own: signed scale, ε² after the first batch.
         """
         scale = self.scale(segment_length)
         if scale is None:
-            if fallback_scale is None:
-                raise TeacherError('no episode return observed yet and no fallback_scale given')
-            scale = fallback_scale
-        magnitude = abs(scale)
-        return self.config.eps_skip * magnitude, self.config.eps_equal * magnitude
+            return 0.0, 0.0
+        cfg = self.config
+        if cfg.bpref_thresholds:
+            skip, equal = cfg.eps_skip * scale, cfg.eps_equal * scale
+            if self._batches > 0:  # B-Pref's setter multiplies the scaled margin by ε again
+                skip, equal = skip * cfg.eps_skip, equal * cfg.eps_equal
+            return skip, equal
+        return cfg.eps_skip * abs(scale), cfg.eps_equal * abs(scale)
+
+    def skip_floor(self, segment_length: int) -> float:
+        """F of the skip rule: min(0, worst recent episode return per H steps); 0 with
+        ``bpref_thresholds`` or before any episode."""
+        if self.config.bpref_thresholds or not self._episodes:
+            return 0.0
+        return min(0.0, float(self._episode_rates(segment_length).min()))
 
     def _true_rewards(self, pairs: SegmentPairs) -> tuple[np.ndarray, np.ndarray]:
         if pairs.left_rewards is None or pairs.right_rewards is None:
@@ -180,15 +200,12 @@ class ScriptedTeacher:
         cfg = self.config
         # 1. Undiscounted segment returns.
         s1, s2 = r1.sum(axis=1), r2.sum(axis=1)
-        thr_skip, thr_equal = self.thresholds(
-            horizon, fallback_scale=float(np.concatenate([s1, s2]).mean()))
+        thr_skip, thr_equal = self.thresholds(horizon)
+        self._batches += 1
         # 2. Skip: the better segment does not clear the floor F by δ_skip (module doc).
         skip = np.zeros(num, bool)
         if thr_skip > 0:
-            floor = min(0.0, float(s1.min()), float(s2.min()))
-            if self._episodes:
-                floor = min(floor, float(self._episode_rates(horizon).min()))
-            skip = np.maximum(s1, s2) - floor <= thr_skip
+            skip = np.maximum(s1, s2) - self.skip_floor(horizon) <= thr_skip
         # 3. Equal mask on the undiscounted returns.
         equal = np.abs(s1 - s2) < thr_equal
         # 4. Myopia: weight γ^(H−1−k) on step k, so the last step has weight 1.
@@ -211,12 +228,13 @@ class ScriptedTeacher:
     def state_dict(self) -> dict[str, Any]:
         """Recent episode returns and the generator state, as plain data."""
         return {'episodes': [[ret, length] for ret, length in self._episodes],
-                'rng': self.rng.bit_generator.state}
+                'batches': self._batches, 'rng': self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` (the generator must be of the same kind)."""
         try:
             episodes = [(float(ret), int(length)) for ret, length in state['episodes']]
+            batches = int(state.get('batches', 0))
             rng_state = dict(state['rng'])
         except (KeyError, TypeError, ValueError) as err:
             raise TeacherError(f'malformed teacher state: {err!r}') from err
@@ -225,6 +243,7 @@ class ScriptedTeacher:
             raise TeacherError(f"teacher state holds a {rng_state.get('bit_generator')!r} "
                                f'generator state, this teacher uses {kind}')
         self.rng.bit_generator.state = rng_state
+        self._batches = batches
         self._episodes.clear()
         for ret, length in episodes:
             self.observe_episode_return(ret, length)

@@ -106,7 +106,8 @@ def small_config(**changes):
 
 def test_rebuild_deduplicates_and_reports(bags, tmp_path):
     paths, labels = bags
-    store, report = rebuild_store(paths, tmp_path / 'store', PreferenceStoreConfig(fsync=False))
+    store, report = rebuild_store(paths, tmp_path / 'store',
+                                  PreferenceStoreConfig(validation_fraction=0.2, fsync=False))
     with store:
         assert (report.queries_read, report.queries_stored) == (NUM_QUERIES + 1, NUM_QUERIES)
         assert report.duplicate_queries == 1 and report.conflicting_queries == []

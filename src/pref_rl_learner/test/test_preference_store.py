@@ -127,12 +127,20 @@ def test_numpy_scalars_in_fields_are_stored_as_plain_numbers(tmp_path: Path) -> 
         assert store.label('q').response_time_s == 0.5
 
 
+def test_by_default_every_label_is_trained_on(tmp_path: Path) -> None:
+    with PreferenceStore.open(tmp_path, FAST) as store:
+        for i in range(50):
+            store.add_query(tiny_query(i))
+            store.add_label(label(i, Choice.LEFT))
+        assert store.counts()['train'] == 50 and store.counts()['val'] == 0
+
+
 def test_split_is_about_a_fifth_and_reproducible(tmp_path: Path) -> None:
     n = 2000
     splits = {}
     for name, seed, count in (('a', 0, n), ('b', 0, 300), ('c', 1, 300)):
         with PreferenceStore.open(tmp_path / name, PreferenceStoreConfig(
-                seed=seed, fsync=False)) as store:
+                validation_fraction=0.2, seed=seed, fsync=False)) as store:
             for i in range(count):
                 store.add_query(tiny_query(i))
                 store.add_label(label(i, Choice.LEFT))

@@ -166,13 +166,18 @@ def test_preference_probs_match_returns_and_chunking():
 def test_reward_normalisation():
     model = RewardEnsemble((4,), 2, small(inference_chunk=64))
     obs, act = torch.randn(500, 4), torch.randn(500, 2)
-    raw = model(obs, act).mean(0).detach()
-    torch.testing.assert_close(model.reward(obs, act), raw)  # identity before fitting
+    members = model(obs, act).detach()  # [M, N]
+    torch.testing.assert_close(model.reward(obs, act), members.mean(0))  # identity at first
     model.fit_normalizer(obs, act)
     normalised = model.reward(obs, act)
     assert abs(float(normalised.mean())) < 1e-4
-    assert abs(float(normalised.std(correction=0)) - 1) < 1e-4
-    torch.testing.assert_close(normalised, (raw - raw.mean()) / raw.std(correction=0))
+    # DRLHP: each member normalised on its own, then averaged (not the mean normalised).
+    each = (members - members.mean(1, keepdim=True)) / members.std(1, keepdim=True,
+                                                                  correction=0)
+    torch.testing.assert_close(normalised, each.mean(0))
+    mean_first = members.mean(0)
+    assert not torch.allclose(normalised, (mean_first - mean_first.mean())
+                              / mean_first.std(correction=0), atol=1e-3)
     assert model.reward(obs.reshape(50, 10, 4), act.reshape(50, 10, 2)).shape == (50, 10)
     assert {'normalizer.mean', 'normalizer.std'} <= set(model.state_dict())
     assert model.reward(obs.numpy(), act.numpy()).shape == (500,)  # numpy accepted
@@ -223,3 +228,13 @@ def test_runs_on_cuda():
     torch.testing.assert_close(model.reward(obs, act), cpu.reward(obs, act), rtol=1e-4,
                                atol=1e-5)
     assert model.reward(obs, act).device.type == 'cpu'  # on the device of the input
+
+
+def test_normaliser_loads_scalar_statistics_of_older_checkpoints():
+    model = RewardEnsemble((4,), 2, small())
+    state = model.state_dict()
+    state['normalizer.mean'] = torch.tensor(0.5)
+    state['normalizer.std'] = torch.tensor(2.0)
+    model.load_state_dict(state)
+    torch.testing.assert_close(model.normalizer.mean, torch.full((3,), 0.5))
+    torch.testing.assert_close(model.normalizer.std, torch.full((3,), 2.0))

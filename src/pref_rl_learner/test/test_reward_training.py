@@ -156,6 +156,9 @@ def test_adaptive_l2_follows_the_validation_gap():
     # Without validation data the weight stays put.
     _, trainer = model_and_trainer(**settings)
     assert trainer.train(train).l2_weight == 1e-3
+    # Cutting from λ = 0 leaves it at 0 (it used to jump up to l2_min).
+    _, trainer = model_and_trainer(**{**settings, 'weight_decay': 0.0})
+    assert trainer.train(train, train).l2_weight == 0.0
 
 
 def test_member_shuffle_gives_each_member_its_own_batches():

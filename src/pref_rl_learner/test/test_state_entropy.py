@@ -39,3 +39,13 @@ def test_isolated_states_get_more_reward():
     reward = StateEntropyReward(k=3)
     out = reward(torch.tensor([[0.0, 0.0], [10.0, 10.0]]), visited)
     assert out[1] > out[0] and torch.isfinite(out).all()
+
+
+def test_state_entropy_skips_the_state_itself():
+    # Visited: the origin once, and states at distances 1, 2, 3, 4 from it. The k-th
+    # neighbour of the origin among the others is at distance k (B-Pref: kthvalue(k + 1)).
+    visited = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -4.0]])
+    for k in (1, 2, 3):
+        reward = StateEntropyReward(k=k)
+        raw = reward(visited[:1], visited) * reward.stats.std
+        assert float(raw[0]) == pytest.approx(k, rel=1e-5)

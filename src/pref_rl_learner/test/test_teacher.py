@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,8 @@ from pref_rl_learner.checkpoint import load_checkpoint, save_checkpoint
 from pref_rl_learner.config import ConfigError, from_mapping
 from pref_rl_learner.teacher import TEACHER_PRESETS, ScriptedTeacher, TeacherConfig, TeacherError
 from pref_rl_learner.types import Choice
+
+from bpref_reference import BPrefTeacher
 
 LEFT, RIGHT, EQUAL, SKIP = (int(c) for c in (Choice.LEFT, Choice.RIGHT, Choice.EQUAL,
                                              Choice.SKIP))
@@ -159,7 +162,7 @@ def test_skip_with_negative_returns_skips_pairs_near_the_worst():
         left_rewards=np.repeat(returns[:, :1] / 10, 10, axis=1).astype(np.float32),
         right_rewards=np.repeat(returns[:, 1:] / 10, 10, axis=1).astype(np.float32))
     labels = teacher.label(pairs)
-    # Floor F = −10 (worst segment): skip when max(S¹, S²) − F ≤ 1.
+    # Floor F = −10 (worst recent episode per 10 steps): skip when max(S¹, S²) − F ≤ 1.
     np.testing.assert_array_equal(labels, [SKIP, RIGHT, LEFT, SKIP])
     # B-Pref's literal rule (skip unless max > scale·ε = −1) would skip every pair here.
     assert (np.maximum(returns[:, 0], returns[:, 1]) <= -1.0).all()
@@ -187,15 +190,93 @@ def test_thresholds_after_two_rounds_are_scale_times_eps_not_eps_squared():
     np.testing.assert_array_equal(labels, [EQUAL, SKIP])
 
 
-def test_thresholds_fall_back_to_the_batch_before_any_episode():
-    teacher = ScriptedTeacher(TeacherConfig(eps_equal=0.5), np.random.default_rng(0))
-    assert teacher.scale(10) is None
-    with pytest.raises(TeacherError, match='no episode'):
-        teacher.thresholds(10)
-    # Batch mean segment return = (2 + 2.5 + 10 + 1.5) / 4 = 4: δ_equal = 2.
+def test_no_episode_yet_means_no_skip_and_no_equal():
+    teacher = ScriptedTeacher(TeacherConfig(eps_equal=0.5, eps_skip=0.5),
+                              np.random.default_rng(0))
+    assert teacher.scale(10) is None and teacher.thresholds(10) == (0.0, 0.0)
     labels = teacher.label(make_pairs(np.array([[0.2] * 10, [1.0] * 10]),
                                       np.array([[0.25] * 10, [0.15] * 10])))
-    np.testing.assert_array_equal(labels, [EQUAL, LEFT])
+    np.testing.assert_array_equal(labels, [RIGHT, LEFT])
+
+
+def test_a_pairs_answer_does_not_depend_on_its_batch():
+    # The skip floor and scale come from the teacher's episodes, never from the batch: the
+    # same pair is SKIP alone and beside a much worse pair (it was RIGHT there before).
+    for returns in ([-100.0] * 10, [100.0] * 10, [-50.0, 50.0] * 5):
+        alone = observed(TEACHER_PRESETS['skip'], returns).label(
+            constant_pairs(-9.5, -9.4, 1, length=10))
+        beside = observed(TEACHER_PRESETS['skip'], returns).label(make_pairs(
+            np.array([[-0.95] * 10, [-5.0] * 10]), np.array([[-0.94] * 10, [-5.0] * 10])))
+        assert alone[0] == beside[0], returns
+    rng = np.random.default_rng(3)
+    rewards = rng.normal(-1.0, 1.0, size=(2, 1000, 10))
+    teacher = observed(TEACHER_PRESETS['skip'], [-100.0] * 10)
+    whole = teacher.label(make_pairs(*rewards))
+    one_by_one = [observed(TEACHER_PRESETS['skip'], [-100.0] * 10).label(
+        make_pairs(rewards[0][i:i + 1], rewards[1][i:i + 1]))[0] for i in range(1000)]
+    np.testing.assert_array_equal(whole, one_by_one)
+
+
+REWARD_SIGNS = {'positive': (1.0, 0.5), 'negative': (-1.0, 0.5), 'mixed': (0.0, 1.0)}
+"""Per-step true rewards ~ N(mean, std) for the B-Pref comparison."""
+
+
+def _bpref_config(name: str) -> TeacherConfig:
+    return dataclasses.replace(TEACHER_PRESETS[name], bpref_thresholds=True)
+
+
+@pytest.mark.parametrize('sign', sorted(REWARD_SIGNS))
+@pytest.mark.parametrize('name', sorted(TEACHER_PRESETS))
+def test_bpref_thresholds_reproduce_bpref_labels(name: str, sign: str):
+    """With ``bpref_thresholds`` every preset answers as B-Pref's own code over two sessions
+    (the second with its ε² thresholds): exactly for the deterministic presets, in
+    distribution for the random ones."""
+    mean, std = REWARD_SIGNS[sign]
+    rng = np.random.default_rng(7)
+    config = _bpref_config(name)
+    episode_returns = list(rng.normal(mean * 100, 20, size=10))
+    ours = observed(config, episode_returns, seed=1)
+    margin = float(np.mean(episode_returns)) * 10 / 100
+    beta = -1.0 if math.isinf(config.beta) else config.beta
+    theirs = BPrefTeacher(beta, config.gamma, config.eps_mistake, config.eps_skip,
+                          config.eps_equal, np.random.default_rng(2))
+    random_preset = config.beta < math.inf or config.eps_mistake > 0
+    for session in range(2):
+        r1, r2 = rng.normal(mean, std, size=(2, 20_000, 10))
+        theirs.set_thresholds(margin, first_session=session == 0)
+        assert ours.thresholds(10) == (pytest.approx(theirs.thres_skip),
+                                       pytest.approx(theirs.thres_equal))
+        labels = ours.label(make_pairs(r1, r2))
+        keep, expected = theirs.get_label(r1.astype(np.float32).astype(np.float64),
+                                          r2.astype(np.float32).astype(np.float64))
+        np.testing.assert_array_equal(labels == SKIP, ~keep)
+        kept = labels[keep]
+        mapped = np.select([expected == -1, expected == 1], [EQUAL, RIGHT], LEFT)
+        if not random_preset:
+            np.testing.assert_array_equal(kept, mapped)
+        else:
+            for choice in (LEFT, RIGHT, EQUAL):
+                assert abs(np.mean(kept == choice) - np.mean(mapped == choice)) < 0.015
+
+
+@pytest.mark.parametrize('sign', sorted(REWARD_SIGNS))
+def test_default_thresholds_equal_bpref_first_session_on_positive_rewards(sign: str):
+    """The fixed rule is B-Pref's first-session rule where that rule is meaningful (positive
+    returns) and keeps skipping sensibly where it is not (B-Pref skips nothing on negative
+    returns and its floor of 0 misjudges mixed ones)."""
+    mean, std = REWARD_SIGNS[sign]
+    rng = np.random.default_rng(11)
+    episode_returns = list(rng.normal(mean * 100, 20, size=10))
+    r1, r2 = rng.normal(mean, std, size=(2, 20_000, 10))
+    ours = observed(TEACHER_PRESETS['skip'], episode_returns).label(make_pairs(r1, r2))
+    theirs = BPrefTeacher(-1.0, 1.0, 0.0, 0.1, 0.0, np.random.default_rng(0))
+    theirs.set_thresholds(float(np.mean(episode_returns)) * 10 / 100, first_session=True)
+    keep, _ = theirs.get_label(r1, r2)
+    skip_rate = float(np.mean(ours == SKIP))
+    if sign == 'positive':
+        np.testing.assert_array_equal(ours == SKIP, ~keep)
+    else:
+        assert 0.0 < skip_rate < 0.5, skip_rate
 
 
 def test_scale_uses_the_last_margin_episodes_and_their_lengths():

@@ -18,7 +18,8 @@ from pref_rl_learner.reward.normalizer import STD_FLOOR
 
 
 class StepReward:
-    """r̂(o, a) of one transition: normalised ensemble mean, as :meth:`RewardEnsemble.reward`.
+    """r̂(o, a) of one transition: mean of the normalised members, as
+    :meth:`RewardEnsemble.reward`.
 
     Holds a snapshot: build a new one when the model's weights change.
     """
@@ -28,8 +29,10 @@ class StepReward:
         config = model.config
         self.uses_actions = config.inputs == 'state_action'
         self.numpy_path = model.encoder is None and not config.batch_norm
-        self.mean = float(model.normalizer.mean)
-        self.std = max(float(model.normalizer.std), STD_FLOOR)
+        # Per-member statistics [M, 1, 1], broadcast over the members' outputs [M, 1, 1].
+        self.mean = model.normalizer.mean.detach().cpu().numpy().reshape(-1, 1, 1)
+        self.std = np.maximum(model.normalizer.std.detach().cpu().numpy(),
+                              STD_FLOOR).reshape(-1, 1, 1)
         self.slope = np.float32(config.negative_slope)
         self.tanh = config.output == 'tanh'
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
@@ -52,12 +55,12 @@ class StepReward:
             if i < last:
                 h = np.maximum(h, self.slope * h) if self.slope <= 1 else \
                     np.where(h > 0, h, self.slope * h)  # leaky ReLU
-        raw = float((np.tanh(h) if self.tanh else h).mean())
-        return (raw - self.mean) / self.std
+        raw = np.tanh(h) if self.tanh else h  # [M, 1, 1]
+        return float(((raw - self.mean) / self.std).mean())  # normalise each, then average
 
     @torch.inference_mode()
     def _torch(self, observation: np.ndarray, action: np.ndarray) -> float:
         model = self.model
         raw = model(torch.from_numpy(observation)[None], torch.from_numpy(action)[None],
-                    validate=False).mean()
-        return float(model.normalizer(raw))
+                    validate=False)  # [M, 1]
+        return float(model.normalizer(raw).mean())

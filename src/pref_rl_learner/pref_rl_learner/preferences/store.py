@@ -19,14 +19,16 @@ Guarantees:
 - Nothing is evicted or rewritten, whatever the number of labels (the DRLHP failure mode of
   dropping the oldest labels beyond a cap). A pair of segments is asked at most once.
 - Splits: the k-th trainable label (LEFT/RIGHT/EQUAL) goes to validation with probability
-  ``validation_fraction``, drawn from an RNG seeded with ``(seed, k)``, and the outcome is
-  written in its record, so reopening or importing reproduces the split exactly.
+  ``validation_fraction`` (0 by default: every label trains), drawn from an RNG seeded with
+  ``(seed, k)``, and the outcome is written in its record, so reopening or importing
+  reproduces the split exactly.
 - Memory: observations and actions of every query are kept (stacked per split once
   labelled, so :meth:`PreferenceStore.preference_batches` is a copy, not a rebuild); next
   observations, rewards and frames stay on disk and :meth:`PreferenceStore.query` reads them.
 
 The split follows DRLHP (Christiano et al. 2017, https://arxiv.org/abs/1706.03741), which
-holds out a random share of the comparisons to validate the reward predictor.
+holds out a random share of the comparisons to validate the reward predictor (and to steer its
+adaptive L2); B-Pref and the few-shot code hold none out.
 """
 
 from __future__ import annotations
@@ -99,10 +101,14 @@ class IncompatibleQueryError(StoreError, ValueError):
 class PreferenceStoreConfig:
     """Settings of a :class:`PreferenceStore`."""
 
-    validation_fraction: float = 0.2
-    """Probability that a trainable label is held out for validation, in [0, 1)."""
+    validation_fraction: float = 0.0
+    """Probability that a trainable label is held out for validation, in [0, 1). 0 (the
+    default, as B-Pref and the few-shot code): every label is trained on. A run keeps a
+    validation share only where something uses it (adaptive L2, or a report asked for), see
+    :func:`pref_rl_learner.pebble.reward_learning.run_store_config`."""
     seed: int = 0
-    """Seed (>= 0) of the train/val draw: the draw of the k-th label depends on (seed, k)."""
+    """Seed (>= 0) of the train/val draw: the draw of the k-th label depends on (seed, k). A
+    run sets its own seed here; the store's header records it."""
     fsync: bool = True
     """fsync every record before acknowledging it. Only tests and benchmarks may turn this
     off: without it a power loss or kernel crash can lose acknowledged labels."""

@@ -155,7 +155,7 @@ class RewardEnsemble(nn.Module):
         self.head = BatchedMLP(members, features, config.hidden_sizes, config.dropout,
                                config.batch_norm, config.negative_slope, config.member_batching,
                                output=config.output)
-        self.normalizer = RewardNormalizer()
+        self.normalizer = RewardNormalizer(members)
         self.reset_parameters(seed)
         self.to(resolve_device(config.device))
 
@@ -270,11 +270,13 @@ class RewardEnsemble(nn.Module):
                ) -> torch.Tensor:
         """Normalised member-mean reward ``[*B]`` for RL, on the device of ``observations``.
 
-        ``(mean_m r̂_m(s, a) − μ) / σ`` with μ, σ from :meth:`fit_normalizer` (identity before
-        the first fit). Eval mode, no gradients, chunked.
+        ``mean_m (r̂_m(s, a) − μ_m) / σ_m`` with each member's μ_m, σ_m from
+        :meth:`fit_normalizer` (identity before the first fit; DRLHP normalises each member,
+        then averages). Eval mode, no gradients, chunked.
         """
         observations, actions = _tensor(observations), _maybe_tensor(actions)
-        return self.normalizer(self._member_mean(observations, actions)).to(observations.device)
+        members = self._member_outputs(observations, actions)
+        return self.normalizer(members).mean(dim=0).to(observations.device)
 
     @torch.no_grad()
     def fit_normalizer(self, observations: torch.Tensor,
@@ -284,7 +286,7 @@ class RewardEnsemble(nn.Module):
         Raises:
             RewardModelError: the sample is empty or the inputs are malformed.
         """
-        raw = self._member_mean(_tensor(observations), _maybe_tensor(actions))
+        raw = self._member_outputs(_tensor(observations), _maybe_tensor(actions))
         try:
             self.normalizer.fit(raw)
         except ValueError as err:
@@ -302,9 +304,9 @@ class RewardEnsemble(nn.Module):
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _member_mean(self, observations: torch.Tensor,
-                     actions: torch.Tensor | None) -> torch.Tensor:
-        """Raw mean over members ``[*B]`` on the model's device, chunked over rows."""
+    def _member_outputs(self, observations: torch.Tensor,
+                        actions: torch.Tensor | None) -> torch.Tensor:
+        """Raw member outputs ``[M, *B]`` on the model's device, chunked over rows."""
         self._check(observations, actions, 0)
         obs_dims = len(self.observation_shape)
         batch = tuple(observations.shape[:observations.dim() - obs_dims])
@@ -318,10 +320,10 @@ class RewardEnsemble(nn.Module):
             for start in range(0, obs.shape[0], chunk):
                 part = slice(start, start + chunk)
                 out.append(self(obs[part], None if act is None else act[part],
-                                validate=False).mean(dim=0))
+                                validate=False))
         if not out:
-            return torch.zeros(batch, device=self.device)
-        return torch.cat(out).reshape(batch)
+            return torch.zeros((self.ensemble_size, *batch), device=self.device)
+        return torch.cat(out, dim=1).reshape(self.ensemble_size, *batch)
 
     def _check(self, observations: torch.Tensor, actions: torch.Tensor | None,
                lead: int) -> None:

@@ -262,7 +262,8 @@ class RewardTrainer:
         low, high = self.config.l2_band
         if val_loss > high * train_loss:  # over-fitting: regularise more
             self.l2_weight = max(self.l2_weight * self.config.l2_factor, self.config.l2_min)
-        elif val_loss < low * train_loss:  # under-fitting: regularise less
+        elif val_loss < low * train_loss and self.l2_weight > 0:  # under-fitting: less
+            # (a cut never raises λ: from 0 there is nothing to cut)
             self.l2_weight = max(self.l2_weight / self.config.l2_factor, self.config.l2_min)
 
     @torch.no_grad()
