@@ -2,6 +2,7 @@
 labels, full queues, typed errors, pixels."""
 
 import os
+import queue
 import signal
 import threading
 
@@ -164,6 +165,35 @@ def test_full_queue_drops_clips_and_close_does_not_hang(tmp_path):
     finally:
         env.close()  # stopped worker, full queue: terminated after the timeout
     assert env.status['clips_dropped'] == 18
+
+
+def test_a_dropped_clip_hands_its_finished_episodes_to_the_next(tmp_path):
+    env = PreferenceRewardWrapper(point_mass(), point_mass_config(mode='collect_only'),
+                                  tmp_path)
+    real_queue = env._clips
+    try:
+        env._clips = queue.Queue(maxsize=1)  # an in-process queue with room for one clip
+        rng = np.random.default_rng(0)
+        env.reset(seed=0)
+        episodes = 0
+        while env.clips_dropped == 0 or episodes < 3:
+            *_, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2))
+            if terminated or truncated:
+                episodes += 1
+                env.reset()
+        delivered = [env._clips.get_nowait()]
+        env._clips = queue.Queue()  # room again
+        while env._clips.empty():
+            *_, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2))
+            if terminated or truncated:
+                episodes += 1
+                env.reset()
+        delivered.append(env._clips.get_nowait())
+        # Every finished episode reaches the worker with some clip, none twice.
+        assert sum(len(clip.finished_episodes) for clip in delivered) == episodes
+    finally:
+        env._clips = real_queue
+        env.close()
 
 
 def test_bad_observations_and_configs_are_typed_errors(tmp_path):

@@ -100,6 +100,7 @@ class PreferenceRewardWrapper(gymnasium.Wrapper):
         self._episode_length = 0
         self.clips_dropped = 0
         """Clips thrown away because the queue to the worker was full."""
+        self._unsent_episodes: tuple[tuple[float, int], ...] = ()
         self.clips_sent = 0
         """Clips handed to the queue."""
         self._status: dict[str, Any] = {}
@@ -326,11 +327,18 @@ class PreferenceRewardWrapper(gymnasium.Wrapper):
             raise DrlhpError('the wrapper is closed')
 
     def _send(self, clip: Any) -> None:
+        """Queue ``clip``; a dropped clip's finished-episode returns (which the teacher's
+        thresholds need) ride along with the next clip that gets through."""
+        if self._unsent_episodes:
+            clip = clip._replace(
+                finished_episodes=self._unsent_episodes + clip.finished_episodes)
         try:
             self._clips.put_nowait(clip)
             self.clips_sent += 1
+            self._unsent_episodes = ()
         except queue.Full:
             self.clips_dropped += 1
+            self._unsent_episodes = clip.finished_episodes
 
     def _poll_updates(self) -> None:
         """Take the worker's messages; swap in the newest weights."""
