@@ -1,7 +1,8 @@
 """``pref-rl label``: label recorded segment pairs in the Qt app, without robot or learner.
 
 Registered with :mod:`pref_rl_learner.cli` through the ``pref_rl.commands`` entry point; Qt
-is imported only when the command runs. See :mod:`pref_rl_gui.standalone` for what is labelled and written.
+is imported only when the command runs. See :mod:`pref_rl_gui.standalone` for what is
+labelled and written.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ features (random-response model, adaptive L2, normalisation), saved splits, segm
 from dataclasses import replace
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from pref_rl_learner.drlhp import DrlhpConfig, DrlhpError, load_splits
 from pref_rl_learner.drlhp.segments import ClipRecorder

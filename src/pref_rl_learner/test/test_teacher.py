@@ -7,14 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from bpref_reference import BPrefTeacher
 
 from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.checkpoint import load_checkpoint, save_checkpoint
 from pref_rl_learner.config import ConfigError, from_mapping
 from pref_rl_learner.teacher import TEACHER_PRESETS, ScriptedTeacher, TeacherConfig, TeacherError
 from pref_rl_learner.types import Choice
-
-from bpref_reference import BPrefTeacher
 
 LEFT, RIGHT, EQUAL, SKIP = (int(c) for c in (Choice.LEFT, Choice.RIGHT, Choice.EQUAL,
                                              Choice.SKIP))

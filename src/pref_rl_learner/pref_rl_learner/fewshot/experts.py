@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from pref_rl_learner.fewshot.rollout import CollectError, Policy
 
 

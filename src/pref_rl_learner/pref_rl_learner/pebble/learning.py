@@ -143,7 +143,7 @@ class PebbleLearning:
             return UpdateKind.NONE
         if cfg.algorithm == 'sac':
             return UpdateKind.TRUE
-        if cfg.unsupervised_steps > 0 and env_steps <= cfg.learning_starts:
+        if cfg.unsupervised_steps > 0 and env_steps < cfg.learning_starts:
             return UpdateKind.ENTROPY
         if self.preferences.reward_ready:
             return UpdateKind.LEARNED

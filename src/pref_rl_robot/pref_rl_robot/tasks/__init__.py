@@ -12,7 +12,6 @@ from pref_rl_robot.tasks.experts import retarget, scripted_expert
 from pref_rl_robot.tasks.metaworld_collect import check_envs as metaworld_check_envs
 from pref_rl_robot.tasks.metaworld_collect import metaworld_behaviours
 from pref_rl_robot.tasks.metaworld_collect import training_envs as metaworld_training_envs
-
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
     InvalidActionError,

@@ -56,12 +56,14 @@ def scripted_expert(family: str) -> Policy:
     if family == 'point_mass':
         return _point_mass
     if family == 'reacher':
-        from pref_rl_robot.tasks.reacher import LINK_LENGTHS as lengths
-        return lambda observation: _reacher(observation, *lengths)
+        from pref_rl_robot.tasks.reacher import LINK_LENGTHS
+
+        return lambda observation: _reacher(observation, *LINK_LENGTHS)
     if family in ('panda_reach', 'panda_push'):
-        from pref_rl_robot.tasks.panda_tasks import ACTION_SCALE_M as scale
+        from pref_rl_robot.tasks.panda_tasks import ACTION_SCALE_M
+
         controller = _panda_reach if family == 'panda_reach' else _panda_push
-        return lambda observation: controller(observation, scale)
+        return lambda observation: controller(observation, ACTION_SCALE_M)
     raise CollectError(f'no scripted expert for {family!r}; goal tasks: '
                        f'{", ".join(GOAL_FAMILIES)}')
 
