@@ -18,7 +18,7 @@ to its model) and the one the tests drive directly. It holds
   reward-model accuracy), and the history of those for the plot;
 - the **last full episode** of the ``segments`` stream (:mod:`pref_rl_gui.episodes`);
 - **frames**: segments without frames are listed by :meth:`frames_wanted`; frames that arrive
-  later (:meth:`on_frames`) are checked and attached for display;
+  later (:meth:`on_frames`) are checked and attached for display (:mod:`pref_rl_gui.frames`);
 - **messages**: errors and notices for the status line (a malformed query, a refused label).
 
 Listeners (:meth:`subscribe`) are called with a :class:`Change` after every change. Every
@@ -29,7 +29,6 @@ its data through Qt signals, never by calling the model from its own thread.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import enum
 import math
 import time
@@ -42,12 +41,11 @@ import numpy as np
 from pref_rl_gui.config import LabelerConfig
 from pref_rl_gui.delivery import Delivery
 from pref_rl_gui.episodes import Episode, EpisodeAssembler
+from pref_rl_gui.frames import FrameCache
 from pref_rl_gui.outbox import EntryState, Outbox, OutboxEntry, OutboxError
-from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.types import Choice, LearnerStatus, PreferenceLabel, PreferenceQuery, Segment
 
 _RECENT_ANSWERS = 64  # answered queries kept in memory, so that undo can show them again
-_MAX_FRAME_REQUESTS = 6  # segments whose frames are asked for at a time
 
 
 class Change(enum.Flag):
@@ -147,8 +145,8 @@ class LabelingModel:
         self.episode: Episode | None = None
         """The last full episode on display."""
         self._episode_shown_at = -math.inf
-        self._frames: dict[str, tuple[np.ndarray, int]] = {}
-        self._frames_requested: set[str] = set()
+        self.frames = FrameCache()
+        """Frames that arrived for segments on display (:mod:`pref_rl_gui.frames`)."""
         self.queries_received = 0
         self.queries_rejected = 0
         self._listeners: list[Callable[[Change], None]] = []
@@ -441,16 +439,7 @@ class LabelingModel:
     def frames_wanted(self) -> list[str]:
         """Ids of segments on display (or next) that lack frames and were not asked for
         yet; they count as asked for from now on."""
-        wanted = []
-        for segment in self._on_display():
-            sid = segment.segment_id
-            if (segment.frames is None and sid not in self._frames
-                    and sid not in self._frames_requested):
-                self._frames_requested.add(sid)
-                wanted.append(sid)
-                if len(wanted) == _MAX_FRAME_REQUESTS:
-                    break
-        return wanted
+        return self.frames.wanted(self._on_display())
 
     def on_frames(self, segment_id: str, frames: np.ndarray, frame_stride: int) -> bool:
         """Frames for a segment on display arrived; False (and an error) if unusable."""
@@ -458,14 +447,10 @@ class LabelingModel:
         if segment is None:
             return False
         try:
-            frames = np.asarray(frames)
-            if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-                raise ValueError(f'frames of shape {frames.shape} are not [F, H, W, 1|3|4]')
-            dataclasses.replace(segment, frames=frames, frame_stride=frame_stride)
-        except (PrefRLError, ValueError) as err:
+            self.frames.accept(segment, frames, frame_stride)
+        except ValueError as err:
             self.report('error', f'frames of segment {segment_id!r} unusable: {err}')
             return False
-        self._frames[segment_id] = (frames, frame_stride)
         self._notify(Change.FRAMES)
         return True
 
@@ -476,16 +461,10 @@ class LabelingModel:
 
     def displayed(self, segment: Segment) -> Segment:
         """``segment`` with the frames that arrived for it, if any."""
-        got = self._frames.get(segment.segment_id)
-        if segment.frames is not None or got is None:
-            return segment
-        return dataclasses.replace(segment, frames=got[0], frame_stride=got[1])
+        return self.frames.attach(segment)
 
     def _drop_unused_frames(self) -> None:
-        keep = {s.segment_id for s in self._on_display()}  # frames are asked for these only
-        for sid in [sid for sid in self._frames if sid not in keep]:
-            del self._frames[sid]
-        self._frames_requested &= keep
+        self.frames.retain({s.segment_id for s in self._on_display()})
 
 
 def _same_float(a: float, b: float) -> bool:
