@@ -263,8 +263,10 @@ def _init_worker(episodes: Any) -> None:
     _EPISODES_DONE = episodes
     import logging
 
-    # Safety-envelope clamps at the workspace edge are expected with random actions.
-    logging.getLogger('pref_rl_robot.panda').setLevel(logging.ERROR)
+    # A collection worker reports through the progress bar and the manifest; warnings of the
+    # tasks' own (e.g. the Panda's safety clamps at the workspace edge, expected with random
+    # actions) would flood the terminal. Errors still show.
+    logging.getLogger().setLevel(logging.ERROR)
 
 
 def _worker_task(job: TaskJob, config: CollectConfig, out: str) -> dict[str, Any]:
