@@ -44,6 +44,19 @@ def _final(run_dir: Path, column: str) -> float:
     return read_csv(run_dir / 'eval.csv')[column][-1]
 
 
+def _previous(path: Path) -> dict:
+    """The headline figures of the results file this run replaces (before/after)."""
+    import json
+
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    keys = ('pebble_final_success_rate', 'pebble_final_success_rate_per_seed',
+            'sac_true_reward_final_success_rate', 'pebble_final_return')
+    return {'previous_commit': old.get('machine', {}).get('commit'),
+            **{f'previous_{k}': old[k] for k in keys if k in old}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--quick', action='store_true', help='one seed, a quarter of the steps')
@@ -73,6 +86,7 @@ def main() -> None:
     success = np.mean([c['success_rate'][:length] for c in curves], axis=0)
     pebble_final = float(np.mean([_final(r, 'success_rate') for r in pebble]))
     sac_final = float(np.mean([_final(r, 'success_rate') for r in sac]))
+    previous = _previous(RESULTS / 'pebble_point_mass.json')
     path = write_result('pebble_point_mass', {
         'peer': 'SAC on the true reward (config/sac_point_mass.yaml, same seeds, same run)',
         'seeds': len(seeds),
@@ -85,7 +99,11 @@ def main() -> None:
         'ratio_pebble_over_sac': round(pebble_final / sac_final, 3) if sac_final else None,
         'pebble_success_vs_queries': [[int(q), round(float(s), 3)]
                                       for q, s in zip(queries, success, strict=True)],
+        'pebble_final_return': round(float(np.mean([_final(r, 'return') for r in pebble])), 2),
+        'sac_true_reward_final_return': round(float(np.mean([_final(r, 'return')
+                                                             for r in sac])), 2),
         'wall_minutes': round(minutes, 1),
+        **previous,
     }, notes='Held-out success rate (one deterministic episode per held-out goal) of PEBBLE '
              'with the oracle scripted teacher, averaged over seeds, against SAC trained on the '
              'true reward. Curves: pebble_point_mass.png. Configs: config/pebble_point_mass.yaml, '
