@@ -375,9 +375,11 @@ class LearnerCore:
             with self._data:
                 self.state.labels_trained = trainable
                 if report is not None:
-                    self.state.reward_model_accuracy = (
-                        float('nan') if report.val_accuracy is None
-                        else float(report.val_accuracy))
+                    # Held-out accuracy when the run keeps a validation split, else the
+                    # accuracy on the labels it trained on (every label, by default).
+                    self.state.reward_model_accuracy = float(
+                        report.train_accuracy if report.val_accuracy is None
+                        else report.val_accuracy)
                     self.last_report = report
             return report
 

@@ -36,4 +36,5 @@ class LearnerState:
     last_export_updates: int = 0
     """``agent.num_updates`` at the last export."""
     reward_model_accuracy: float = math.nan
-    """Validation accuracy of the last reward training (NaN: not measured)."""
+    """Accuracy of the last reward training: on the validation split when the run keeps one,
+    else on the labels trained on (NaN: no training yet)."""
