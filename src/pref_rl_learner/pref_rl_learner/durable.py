@@ -27,3 +27,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_directory(path.parent)
+
+
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_write_bytes` of another process left in
+    ``directory`` (a save killed before its rename). Call it only while holding the
+    directory (e.g. its preference store's lock). Returns what was removed."""
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.glob('.*.tmp-*'):
+        pid = path.name.rsplit('.tmp-', 1)[1]
+        if path.is_file() and pid.isdigit() and int(pid) != os.getpid():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -39,15 +39,33 @@ class LearnerConfig:
     """Full-length segments kept as query candidates (the oldest are dropped first)."""
     stats_window_episodes: int = 20
     """Episodes averaged in ``mean_true_return`` and ``success_rate``."""
+    max_backlog_transitions: int = 20_000
+    """Most transitions held back by pacing; a segment beyond it is refused (counted and
+    logged by the node). A robot under flow control (``max_steps_ahead``) stays far below."""
+    max_input_magnitude: float = 1e6
+    """Observations, next observations and rewards of a received segment must lie within
+    ±this; finite but larger values (no task produces them) are refused like malformed ones.
+    Actions must lie in [-1, 1] (a small rounding margin aside)."""
+    max_id_length: int = 256
+    """Longest segment, source and task id accepted (characters)."""
+    checkpoint_dir: str = ''
+    """A directory besides the run directory where ``save_checkpoint`` may also write
+    (empty: the run directory only)."""
+    first_checkpoint_after_seed: bool = True
+    """Write the first checkpoint as soon as the seed phase is over, so a crash early in a run
+    loses at most one checkpoint interval of training."""
 
     def __post_init__(self) -> None:
         if not self.updates_per_step >= 0:
             raise ConfigError(f'LearnerConfig.updates_per_step {self.updates_per_step} must '
                               'be >= 0')
         for name in ('update_chunk', 'policy_publish_interval', 'segment_store_capacity',
-                     'stats_window_episodes'):
+                     'stats_window_episodes', 'max_backlog_transitions', 'max_id_length'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'LearnerConfig.{name} {getattr(self, name)} must be >= 1')
+        if not self.max_input_magnitude > 0:
+            raise ConfigError(f'LearnerConfig.max_input_magnitude {self.max_input_magnitude} '
+                              'must be > 0')
         if self.train_after_labels < 0:
             raise ConfigError(f'LearnerConfig.train_after_labels {self.train_after_labels} '
                               'must be >= 0')

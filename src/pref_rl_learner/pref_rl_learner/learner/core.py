@@ -41,7 +41,16 @@ from pathlib import Path
 import numpy as np
 
 from pref_rl_learner.batches import SegmentPairs
-from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pref_rl_learner.checkpoint import (
+    CheckpointError,
+    is_checkpoint_file,
+    load_checkpoint,
+    load_newest_usable,
+    previous_path,
+    save_checkpoint,
+    save_checkpoint_keeping_previous,
+)
+from pref_rl_learner.durable import remove_stale_temp_files
 from pref_rl_learner.learner.config import LearnerConfig
 from pref_rl_learner.learner.evaluation import SessionEvaluator
 from pref_rl_learner.learner.intake import SegmentIntake, SegmentRejectedError
@@ -63,7 +72,11 @@ from pref_rl_learner.types import (
     Segment,
 )
 
-__all__ = ['LearnerCore', 'SegmentRejectedError', 'query_id']
+__all__ = ['CheckpointPathError', 'LearnerCore', 'SegmentRejectedError', 'query_id']
+
+
+class CheckpointPathError(CheckpointError, ValueError):
+    """``save_checkpoint`` was asked to write where a checkpoint must not go."""
 
 
 class LearnerCore:
@@ -102,7 +115,10 @@ class LearnerCore:
                                        load_prior=not checkpoint.exists())
         self.intake = SegmentIntake(config.task, self.learning.observation_shape,
                                     self.learning.action_dim, config.algorithm == 'sac',
-                                    learner.stats_window_episodes)
+                                    learner.stats_window_episodes,
+                                    max_backlog=learner.max_backlog_transitions,
+                                    max_magnitude=learner.max_input_magnitude,
+                                    max_id_length=learner.max_id_length)
         self.segments = SegmentStore(self.segment_length, learner.segment_store_capacity)
         self.state = LearnerState()
         self.last_report: TrainingReport | None = None
@@ -120,10 +136,21 @@ class LearnerCore:
         self._started = time.monotonic()
         self.store = PreferenceStore.open(self.run_dir / 'preferences',
                                           self.learning.store_config())
+        self.notes: list[str] = []
+        """What the node should log about this start (stale temp files, a fallback)."""
+        self.checkpoints_written = 0
         try:
-            self.resumed = checkpoint.exists()
+            # The store's lock makes this process the run directory's only owner: temp files
+            # of saves killed before their rename are garbage.
+            removed = remove_stale_temp_files(self.run_dir)
+            if removed:
+                self.notes.append(f'removed {len(removed)} partial checkpoint file(s) of '
+                                  'killed saves: ' + ', '.join(p.name for p in removed))
+            self.resumed = checkpoint.exists() or previous_path(checkpoint).exists()
             if self.resumed:
-                self._load(checkpoint)
+                note = load_newest_usable(checkpoint, self._load)
+                if note:
+                    self.notes.append(note)
             self._sync_with_store()
             if evaluator is not None:
                 evaluator.open(resume_step=self.state.env_steps)
@@ -445,6 +472,8 @@ class LearnerCore:
         for _ in range(todo):
             self.learning.update(kind, guard=self._data)  # ingest shares the buffer
         st.budgeted_updates += todo
+        if not self.learning.verify_agent():
+            return True  # rolled back to the last finite state: nothing to publish
         if self.agent.num_updates - st.last_export_updates >= self.learner.policy_publish_interval:
             self._export_weights()
         return True
@@ -466,12 +495,60 @@ class LearnerCore:
         Taken between two units of work with ingestion paused, so it is consistent; labels
         are not inside (the preference store is durable on its own).
         """
-        path = Path(path) if path else self.run_dir / CHECKPOINT_NAME
+        path = self._checkpoint_target(path)
         with self._model, self._data:
+            self.learning.verify_agent()  # restores the last finite state if need be
+            if not self.learning.finite():
+                raise CheckpointError('the learner state holds non-finite values: no '
+                                      'checkpoint written (the last one is kept)')
             # Segments held back by pacing go into the checkpoint as they are: admitting
             # them here would outrun learning (and skip the feedback sessions in between).
-            save_checkpoint(path, self.state_dict())
+            state = self.state_dict()
+            if path == self.run_dir / CHECKPOINT_NAME:
+                save_checkpoint_keeping_previous(path, state)
+            else:
+                save_checkpoint(path, state)
+            self.checkpoints_written += 1
         return path
+
+    def _checkpoint_target(self, path: str | Path | None) -> Path:
+        """Where a checkpoint may go: inside the run directory (or ``checkpoint_dir``), never
+        into the preference store, never over a file that is not a pref-rl checkpoint.
+
+        Raises:
+            CheckpointPathError: naming the refused path and why.
+        """
+        default = self.run_dir / CHECKPOINT_NAME
+        if not path:
+            return default
+        target = Path(path)
+        if not target.is_absolute():
+            target = self.run_dir / target
+        resolved = target.resolve()
+        roots = [self.run_dir.resolve()]
+        if self.learner.checkpoint_dir:
+            roots.append(Path(self.learner.checkpoint_dir).resolve())
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise CheckpointPathError(
+                f'{path}: checkpoints are written only inside the run directory '
+                f'{self.run_dir}' + (f' or {self.learner.checkpoint_dir}'
+                                     if self.learner.checkpoint_dir else ''))
+        if resolved.is_relative_to(self.store.directory.resolve()):
+            raise CheckpointPathError(f'{path}: inside the preference store '
+                                      f'{self.store.directory}')
+        if resolved.suffix != '.pt':
+            raise CheckpointPathError(f'{path}: a checkpoint file name ends in .pt')
+        if resolved.exists() and not (resolved.is_file() and is_checkpoint_file(resolved)):
+            raise CheckpointPathError(f'{path}: exists and is not a pref-rl checkpoint; '
+                                      'it is not overwritten')
+        return resolved
+
+    def early_checkpoint_due(self) -> bool:
+        """The first checkpoint is due as soon as the seed phase is over (if configured and
+        none was written by this process or exists yet)."""
+        return (self.learner.first_checkpoint_after_seed and self.checkpoints_written == 0
+                and not (self.run_dir / CHECKPOINT_NAME).exists()
+                and self.state.env_steps > self.config.seed_steps)
 
     def state_dict(self) -> dict:
         """The learning component, the segment store, the intake and the counters (the
@@ -503,3 +580,5 @@ class LearnerCore:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
                                   f'{err}') from err
+        if not self.learning.finite():
+            raise CheckpointError(f'{path}: holds non-finite network values')

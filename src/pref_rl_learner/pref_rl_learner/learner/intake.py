@@ -38,13 +38,22 @@ class SegmentIntake:
         observation_shape, action_dim: the task's.
         needs_rewards: refuse segments without true rewards (``algorithm: sac``).
         stats_window: finished episodes kept for the return and success figures.
+        max_backlog: most transitions held back; a segment beyond it is refused.
+        max_magnitude: observations and rewards must lie within ±this.
+        max_id_length: longest id accepted.
     """
 
     def __init__(self, task: str, observation_shape: tuple[int, ...], action_dim: int,
-                 needs_rewards: bool, stats_window: int) -> None:
+                 needs_rewards: bool, stats_window: int, *, max_backlog: int = 20_000,
+                 max_magnitude: float = 1e6, max_id_length: int = 256) -> None:
         self.task = task
         self.observation_shape, self.action_dim = observation_shape, action_dim
         self.needs_rewards = needs_rewards
+        self.max_backlog, self.max_magnitude = max_backlog, max_magnitude
+        self.max_id_length = max_id_length
+        self.refused_backlog_full = 0
+        """Valid segments refused because the backlog was full."""
+        self._backlog_transitions = 0
         self.episodes: deque[tuple[float, bool]] = deque(maxlen=stats_window)
         """(true return, success) of the latest finished episodes."""
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -53,6 +62,11 @@ class SegmentIntake:
 
     def check(self, segment: Segment) -> None:
         """Raise :class:`SegmentRejectedError` naming why ``segment`` cannot be used."""
+        for name in ('segment_id', 'source_id', 'task'):
+            if len(getattr(segment, name)) > self.max_id_length:
+                raise SegmentRejectedError(
+                    f'{name} of {len(getattr(segment, name))} characters (at most '
+                    f'{self.max_id_length})')
         if segment.task != self.task:
             raise SegmentRejectedError(f'segment {segment.segment_id!r} is for task '
                                        f'{segment.task!r}, this learner learns {self.task!r}')
@@ -67,18 +81,43 @@ class SegmentIntake:
                                        'segment has none')
         if segment.segment_id in self._recent:
             raise SegmentRejectedError(f'segment {segment.segment_id!r} was received before')
+        self._check_magnitudes(segment)
+
+    def _check_magnitudes(self, segment: Segment) -> None:
+        """Finite values no task produces poison the networks: refuse them."""
+        limit = self.max_magnitude
+        for name in ('observations', 'next_observations', 'rewards'):
+            values = getattr(segment, name)
+            peak = float(np.abs(values).max()) if values is not None and values.size else 0.0
+            if peak > limit:
+                raise SegmentRejectedError(
+                    f'segment {segment.segment_id!r}: {name} reach {peak:.3g}, beyond '
+                    f'±{limit:.3g} (max_input_magnitude)')
+        if segment.actions.size and float(np.abs(segment.actions).max()) > 1.0 + 1e-3:
+            raise SegmentRejectedError(
+                f'segment {segment.segment_id!r}: actions reach '
+                f'{float(np.abs(segment.actions).max()):.3g}, outside [-1, 1]')
 
     def receive(self, segment: Segment) -> None:
-        """Check ``segment`` and put it in the backlog (raises as :meth:`check`)."""
+        """Check ``segment`` and put it in the backlog (raises as :meth:`check`, and when the
+        backlog already holds ``max_backlog`` transitions: the sender outran pacing)."""
         self.check(segment)
+        if self._backlog and self._backlog_transitions + segment.length > self.max_backlog:
+            self.refused_backlog_full += 1
+            raise SegmentRejectedError(
+                f'segment {segment.segment_id!r} refused: {self._backlog_transitions} '
+                f'transitions are waiting for learning to catch up (max_backlog_transitions '
+                f'{self.max_backlog}); the sender is not following flow control')
         self._remember(segment.segment_id)
         self._backlog.append(segment)
+        self._backlog_transitions += segment.length
 
     def admit(self, may_admit: Callable[[], bool], add: Callable[[Segment], None]) -> int:
         """Pass backlog segments to ``add`` while ``may_admit()``; returns how many."""
         admitted = 0
         while self._backlog and may_admit():
             segment = self._backlog.popleft()
+            self._backlog_transitions -= segment.length
             add(segment)
             self._track_episode(segment)
             admitted += 1
@@ -118,6 +157,7 @@ class SegmentIntake:
         ids are refused if received again."""
         self._backlog.clear()
         self._backlog.extend(_segment_from_state(item) for item in state['backlog'])
+        self._backlog_transitions = sum(segment.length for segment in self._backlog)
         self.episodes.clear()
         self.episodes.extend((float(r), bool(s)) for r, s in state['episodes'])
         for segment_id in (*known_ids, *(s.segment_id for s in self._backlog)):

@@ -38,9 +38,10 @@ import torch
 from pref_rl_learner.batches import TransitionBatch
 from pref_rl_learner.fewshot.arms import make_reward_learning
 from pref_rl_learner.pebble.config import PRETRAINED_ALGORITHMS, TrainConfig
+from pref_rl_learner.pebble.finite import all_finite, clone_state
 from pref_rl_learner.pebble.reward_learning import PreferenceLearning, run_store_config
 from pref_rl_learner.preferences.store import PreferenceStore, PreferenceStoreConfig
-from pref_rl_learner.reward.ensemble import RewardEnsemble
+from pref_rl_learner.reward.ensemble import RewardEnsemble, RewardModelError
 from pref_rl_learner.reward.training import TrainingReport
 from pref_rl_learner.sac.agent import SAC
 from pref_rl_learner.sac.replay import ReplayBuffer
@@ -49,6 +50,8 @@ from pref_rl_learner.state_entropy import StateEntropyReward
 
 NORMALIZER_SAMPLES = 10_000
 """Replay transitions used to fit the reward normalisation after each training."""
+GOOD_STATE_INTERVAL = 500
+"""SAC updates between two snapshots of a state verified finite (what a rollback restores)."""
 TRUE_REWARDS = -1
 """``labels_from`` while the buffer holds the env's true rewards."""
 Guard = AbstractContextManager
@@ -106,6 +109,10 @@ class PebbleLearning:
         """Newest transitions in the buffer not yet given the current learned reward."""
         self.sessions = 0
         """Feedback sessions started."""
+        self.rollbacks = {'sac': 0, 'reward': 0}
+        """Updates undone because they produced non-finite values (SAC, reward fits)."""
+        self._good_agent: dict[str, Any] | None = None
+        self._good_at = -GOOD_STATE_INTERVAL
 
     # ---------------------------------------------------------------------- components
     @property
@@ -186,11 +193,47 @@ class PebbleLearning:
         train, val = store.preference_batches()
         if train.num_pairs == 0:
             return None
-        report = self.preferences.train(train, val)
+        before = clone_state(self.preferences.state_dict())
+        try:
+            report = self.preferences.train(train, val)
+            with guard:
+                self.reward_model.fit_normalizer(*self._normalizer_sample())
+            healthy = all_finite(self.reward_model.state_dict())
+        except RewardModelError:  # e.g. the normaliser's sample came out non-finite
+            healthy = False
+        if not healthy:
+            # The fit diverged: keep the previous model (and its version); never relabel.
+            self.preferences.load_state_dict(before)
+            self.rollbacks['reward'] += 1
+            return None
         with guard:
-            self.reward_model.fit_normalizer(*self._normalizer_sample())
             self._relabel_all()
         return report
+
+    def verify_agent(self) -> bool:
+        """After SAC updates: True when the agent's state is finite (every
+        ``GOOD_STATE_INTERVAL`` updates it becomes the state a rollback restores); else the
+        last finite state is restored, the rollback counted, and False returned. Drivers call
+        it after each chunk of updates and before acting on, publishing or saving weights."""
+        state = self.agent.state_dict()
+        if all_finite(state):
+            if self.agent.num_updates - self._good_at >= GOOD_STATE_INTERVAL:
+                self._good_agent = clone_state(state)
+                self._good_at = self.agent.num_updates
+            return True
+        self.rollbacks['sac'] += 1
+        if self._good_agent is None:
+            # No finite state seen since start: begin the agent afresh.
+            self.agent = SAC(int(np.prod(self.observation_shape)), self.action_dim,
+                             self.config.sac, seed=self.config.seed)
+        else:
+            self.agent.load_state_dict(clone_state(self._good_agent))
+        return False
+
+    def finite(self) -> bool:
+        """Whether everything a checkpoint would hold of the networks is finite."""
+        return all_finite(self.agent.state_dict()) and all_finite(
+            self.reward_model.state_dict())
 
     def _label_with_current_model(self) -> None:
         """The buffer carries the current model's rewards (the prior's, before any
@@ -247,7 +290,8 @@ class PebbleLearning:
             'sample_generator': self.sample_generator.get_state(),
             'counters': {'critic_reset_done': self.critic_reset_done,
                          'used_entropy': self.used_entropy, 'labels_from': self.labels_from,
-                         'unlabelled': self.unlabelled, 'sessions': self.sessions},
+                         'unlabelled': self.unlabelled, 'sessions': self.sessions,
+                         'rollbacks': dict(self.rollbacks)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -264,6 +308,8 @@ class PebbleLearning:
         self.labels_from = int(counters['labels_from'])
         self.unlabelled = int(counters['unlabelled'])
         self.sessions = int(counters['sessions'])
+        self.rollbacks = {k: int(v) for k, v in counters.get('rollbacks', {}).items()} or {
+            'sac': 0, 'reward': 0}
 
 
 def _schedule_config(config: TrainConfig) -> FeedbackScheduleConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,8 @@ def train(config_path: Path | None, run_dir: Path | None, overrides: dict[str, A
     """Run (or resume) training; Ctrl-C pauses at the next episode end with a checkpoint."""
     config, run_dir, resume = prepare_run(config_path, run_dir, overrides)
     trainer = PebbleTrainer(config, run_dir, resume=resume)
+    for note in trainer.notes:
+        print(f'pref-rl train: {note}', file=sys.stderr)
     bar = None
     if progress:
         from tqdm import tqdm

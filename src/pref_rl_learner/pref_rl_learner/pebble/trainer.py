@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pref_rl_learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pref_rl_learner.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_newest_usable,
+    save_checkpoint_keeping_previous,
+)
+from pref_rl_learner.durable import remove_stale_temp_files
 from pref_rl_learner.pebble.config import TrainConfig, to_mapping
 from pref_rl_learner.pebble.evaluation import evaluate_policy
 from pref_rl_learner.pebble.feedback import FeedbackSession
@@ -88,11 +94,16 @@ class PebbleTrainer:
         self.state = RunState()
         self._obs: np.ndarray | None = None
         self._stop_requested = False
+        self.notes: list[str] = [
+            f'removed partial checkpoint file {p.name} of a killed save'
+            for p in remove_stale_temp_files(self.run_dir)]
+        """What the start did that a user should hear of (the CLI prints it)."""
         if resume:
             try:
-                self.load_state_dict(load_checkpoint(checkpoint,
-                                                     map_location=self.learning.agent.device),
-                                     checkpoint)
+                note = load_newest_usable(checkpoint, lambda path: self.load_state_dict(
+                    load_checkpoint(path, map_location=self.learning.agent.device), path))
+                if note:
+                    self.notes.append(note)
             except BaseException:
                 self.store.close()  # release the store's lock before reporting the error
                 raise
@@ -126,6 +137,7 @@ class PebbleTrainer:
             if progress is not None:
                 progress(st.step, self._progress_figures())
             if self._obs is None:  # an episode just ended: the only place we checkpoint
+                self.learning.verify_agent()  # undo updates that produced non-finite values
                 if st.step - st.last_checkpoint_step >= cfg.checkpoint_interval_steps:
                     self.save_checkpoint()
                 if self._stop_requested or (stop_at_step is not None
@@ -203,8 +215,9 @@ class PebbleTrainer:
 
     def save_checkpoint(self) -> None:
         """Write ``<run>/checkpoint.pt`` atomically (only at an episode boundary)."""
+        self.learning.verify_agent()  # never save a non-finite state: the last finite one
         self.state.last_checkpoint_step = self.state.step
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
+        save_checkpoint_keeping_previous(self.run_dir / CHECKPOINT_NAME, self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         """The whole run: the learning component, the teacher, the counters and every
@@ -242,6 +255,8 @@ class PebbleTrainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
                                   f'{err}') from err
+        if not self.learning.finite():
+            raise CheckpointError(f'{path}: holds non-finite network values')
 
 
 def _seed_everything(seed: int) -> None:

@@ -209,6 +209,9 @@ class LearnerNode(Node):
             + (f'resumed at {status.env_steps} env steps, ' if self.core.resumed else '')
             + f'{status.labels_stored} labels stored, '
             f'{len(self.core.store.pending_queries())} queries awaiting an answer')
+        for note in self.core.notes:
+            self.get_logger().warning(note)
+        self._rollbacks = dict(self.core.learning.rollbacks)
         self.publish_status()
 
     # ----------------------------------------------------------------------------- inputs
@@ -264,6 +267,9 @@ class LearnerNode(Node):
             raise NodeExit(1, f'the learner worker failed: {type(self.worker.error).__name__}: '
                               f'{self.worker.error}')
         self._report_progress()
+        self._report_rollbacks()
+        if self.core.early_checkpoint_due():
+            self.on_checkpoint_timer()
         if self.core.finished:
             raise NodeExit(0, 'session finished: ' + _summary_line(self.core.summary or {}))
         weights = self.core.take_weights()
@@ -341,9 +347,23 @@ class LearnerNode(Node):
         return status
 
     def on_checkpoint_timer(self) -> None:
-        """Periodic checkpoint."""
-        path = self.core.checkpoint()
+        """Periodic checkpoint (one that cannot be written is logged; the last one stays)."""
+        try:
+            path = self.core.checkpoint()
+        except (PrefRLError, OSError) as err:
+            self.get_logger().error(f'checkpoint not written: {type(err).__name__}: {err}')
+            return
         self.get_logger().info(f'checkpoint written to {path}')
+
+    def _report_rollbacks(self) -> None:
+        """Log updates undone because they produced non-finite values."""
+        now = dict(self.core.learning.rollbacks)
+        for kind, count in now.items():
+            if count > self._rollbacks.get(kind, 0):
+                self.get_logger().warning(
+                    f'{count - self._rollbacks.get(kind, 0)} {kind} update(s) produced '
+                    f'non-finite values and were rolled back ({count} in this run)')
+        self._rollbacks = now
 
     # --------------------------------------------------------------------------- shutdown
 
