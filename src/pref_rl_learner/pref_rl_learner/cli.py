@@ -101,9 +101,13 @@ def _cmd_reward_train(args: argparse.Namespace) -> int:
 def _cmd_bag(args: argparse.Namespace) -> int:
     from pref_rl_learner.bag import check_bag, read_metadata, recover_bag
     from pref_rl_learner.bag.metadata import format_info
+    from pref_rl_learner.bag.recover import describe_file
 
     if args.bag_command == 'info':
-        print(format_info(args.bag, read_metadata(args.bag)))
+        if args.bag.is_file():  # one .mcap file, as `ros2 bag info FILE.mcap` accepts
+            print(format_info(args.bag.parent, describe_file(args.bag)))
+        else:
+            print(format_info(args.bag, read_metadata(args.bag)))
         return 0
     report = check_bag(args.bag)
     print(report.format())
@@ -219,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                             'what was lost')
     check.set_defaults(handler=_cmd_bag)
     info = bag_sub.add_parser('info', help='summarize a bag, like `ros2 bag info`')
-    info.add_argument('bag', type=Path, help='bag directory')
+    info.add_argument('bag', type=Path, help='bag directory, or one .mcap file')
     info.set_defaults(handler=_cmd_bag)
     for module in PLUGIN_MODULES:
         _register(module, sub)
