@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                     '(bounds, CRCs, statistics); report each file as ok, missing, truncated, '
                     'corrupt, count mismatch, unlisted or open. Exit status 0: the bag is '
                     'valid (after recovery, with --recover); 1: it is not.')
-    check.add_argument('bag', type=Path, help='bag directory')
+    check.add_argument('bag', type=Path, help='bag directory, or one .mcap file')
     check.add_argument('--recover', action='store_true',
                        help='salvage the intact messages of torn or corrupt files into closed '
                             'files (originals kept in .torn/), rebuild metadata.yaml and name '

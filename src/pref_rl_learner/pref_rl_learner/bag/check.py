@@ -135,14 +135,19 @@ def read_progress(staging_dir: Path) -> int | None:
 
 
 def check_bag(path: str | Path) -> CheckReport:
-    """Check a bag directory; see the module docstring for the statuses.
+    """Check a bag directory, or one ``.mcap`` file; see the module docstring for the statuses.
 
     Raises:
-        BagError: ``path`` is not a directory.
+        BagError: ``path`` is neither a directory nor a file.
     """
     bag = Path(path)
+    if bag.is_file():  # one file, as `ros2 bag info FILE.mcap` takes: no metadata to compare
+        report = CheckReport(bag)
+        report.files.append(_judge(bag.name, scan_mcap(bag), None))
+        _check_channels(report, report.files[0])
+        return report
     if not bag.is_dir():
-        raise BagError(f'{bag}: not a bag directory')
+        raise BagError(f'{bag}: no such bag directory or .mcap file')
     report = CheckReport(bag, writer_pid=lock_holder(bag))
     try:
         report.metadata = read_metadata(bag)
@@ -187,6 +192,17 @@ def check_bag(path: str | Path) -> CheckReport:
     return report
 
 
+def _check_channels(report: CheckReport, f: FileCheck) -> None:
+    """A channel holding messages that are not ROS 2 (CDR, ros2msg/ros2idl) is a problem."""
+    assert f.scan is not None
+    for channel in f.scan.channels.values():
+        problem = channel_type(channel, f.scan.schemas)[1]
+        if problem and f.scan.counts.get(channel.id):
+            report.problems.append(
+                f'{f.name}: topic {channel.topic} is not a ROS 2 channel ({problem}): the '
+                f'reader refuses the file, {f.scan.counts[channel.id]} message(s)')
+
+
 def _check_topic_totals(report: CheckReport) -> None:
     """Per topic and type: the messages the reader delivers from the listed files against
     what ``metadata.yaml`` lists (the reader matches topics by name and type, never by QoS)."""
@@ -196,12 +212,7 @@ def _check_topic_totals(report: CheckReport) -> None:
     for f in report.files:
         if f.listed_count is None or f.scan is None or f.status not in (OK, MISMATCH):
             continue
-        for channel in f.scan.channels.values():
-            problem = channel_type(channel, f.scan.schemas)[1]
-            if problem and f.scan.counts.get(channel.id):
-                report.problems.append(
-                    f'{f.name}: topic {channel.topic} is not a ROS 2 channel ({problem}): the '
-                    f'reader refuses the file, {f.scan.counts[channel.id]} message(s)')
+        _check_channels(report, f)
         for key, n in delivered_counts(f.scan).items():
             found[key] = found.get(key, 0) + n
     if any(f.listed_count is not None and f.status not in (OK, MISMATCH)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosbags.interfaces import MessageDefinitionFormat
@@ -249,6 +249,9 @@ def recover_bag(path: str | Path) -> RecoveryReport:
         BagError: the path is not a bag directory, or a file cannot be rewritten.
     """
     bag = Path(path)
+    if bag.is_file():
+        raise BagError(f'{bag}: recovery works on a bag directory; put the file in a new '
+                       'directory of its own and recover that (metadata.yaml is rebuilt)')
     before = check_bag(bag)
     if before.writer_pid is not None:
         raise BagInUseError(f'{bag} is being recorded by pid {before.writer_pid}: stop the '
