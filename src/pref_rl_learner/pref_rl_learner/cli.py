@@ -37,12 +37,15 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.show_args:
         for a in plan.arguments:
             default = 'required' if a.default is None else f'default: {a.default!r}'
-            print(f"{a.name} ({default})\n    {a.description or 'no description'}")
+            choices = f", one of: {', '.join(a.choices)}" if a.choices else ''
+            print(f"{a.name} ({default}{choices})\n    {a.description or 'no description'}")
         return 0
-    if args.print:
+    if args.print:  # one line per process: its label, then a command a shell can run
         for node in plan.nodes:
-            flag = ' [on_exit=shutdown]' if node.shutdown_on_exit else ''
-            print(f"{node.name}{flag}: {' '.join(node.command)}")
+            flags = ' [on_exit=shutdown]' if node.shutdown_on_exit else ''
+            if node.respawn:
+                flags += f' [respawn, delay {node.respawn_delay_s:g} s]'
+            print(f'{node.name}{flags}: {node.shell_command()}')
         return 0
     log_dir = args.log_dir or Path('log') / 'launch' / time.strftime('%Y-%m-%d-%H-%M-%S')
     return ProcessRunner(plan.nodes, log_dir=log_dir, stop_timeout_s=args.stop_timeout).run()
@@ -129,14 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
         'launch', help='run a ROS 2 XML launch file (the same files `ros2 launch` runs)',
         description='Run an XML launch file: each node as its own process, output prefixed '
                     'with the node name, Ctrl-C stops everything. Mirrors `ros2 launch FILE '
-                    'name:=value ...` for the XML subset documented in the README.')
+                    'name:=value ...` for the XML frontend, with the elements and '
+                    'substitutions documented in the README.')
     launch.add_argument('file', type=Path, help='path of a *.launch.xml file')
     launch.add_argument('arguments', nargs='*', metavar='name:=value',
                         help='launch arguments, as for ros2 launch')
     launch.add_argument('-s', '--show-args', action='store_true',
                         help='list the arguments the file declares and exit')
     launch.add_argument('-p', '--print', action='store_true',
-                        help='print the resolved node commands and exit without running them')
+                        help='print each process and its command (shell-quoted: cd, env '
+                             'changes, argv) and exit without running them')
     launch.add_argument('--log-dir', type=Path, default=None,
                         help='where node output is logged (default: log/launch/<time>)')
     launch.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
@@ -244,7 +249,12 @@ def _register(module: str, sub: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pref-rl``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == 'launch' and all(':=' in e for e in extra):
+        args.arguments += extra  # `pref-rl launch FILE -p a:=1`: arguments after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except PrefRLError as err:

@@ -64,14 +64,14 @@ def test_include_passes_args_and_if_unless_select_actions(tmp_path, test_prefix)
 
 
 @pytest.mark.parametrize('body, line, expected', [
-    ('<launch>\n  <arg name="a" default="1"/>\n  <group>\n  </group>\n</launch>', 3,
-     'unsupported tag <group>'),
-    ('<launch>\n  <node pkg="launch_test_pkg" exec="echo_args">\n    <env name="A" value="1"/>\n'
-     '  </node>\n</launch>', 3, 'unsupported tag <env> inside <node>'),
-    ('<launch>\n\n  <node pkg="launch_test_pkg" exec="echo_args" respawn="true"/>\n</launch>', 3,
-     'unsupported attribute(s) respawn on <node>'),
-    ('<launch>\n  <let name="x" value="$(eval 1+1)"/>\n</launch>', 2,
-     'unsupported substitution $(eval)'),
+    ('<launch>\n  <arg name="a" default="1"/>\n  <timer period="1">\n  </timer>\n</launch>', 3,
+     'unsupported tag <timer>'),
+    ('<launch>\n  <node pkg="launch_test_pkg" exec="echo_args">\n    <foo name="A"/>\n'
+     '  </node>\n</launch>', 3, 'unsupported tag <foo> inside <node>'),
+    ('<launch>\n\n  <node pkg="launch_test_pkg" exec="echo_args" emulate_tty="true"/>\n'
+     '</launch>', 3, 'unsupported attribute(s) emulate_tty on <node>'),
+    ('<launch>\n  <let name="x" value="$(command ls)"/>\n</launch>', 2,
+     'unsupported substitution $(command)'),
     ('<launch>\n  <let name="x" value="$(var nope)"/>\n</launch>', 2,
      '$(var nope): no such argument'),
     ('<launch>\n  <arg name="needed"/>\n</launch>', 2, "argument 'needed' has no default"),
