@@ -86,7 +86,9 @@ def prefix_namespace(base: str | None, ns: str | None) -> str | None:
 
 def absolute_namespace(ns: str | None) -> str | None:
     """``ns`` with a leading ``/`` (``make_namespace_absolute``)."""
-    return None if ns is None or ns.startswith('/') else '/' + ns
+    if ns is None:
+        return None
+    return ns if ns.startswith('/') else '/' + ns
 
 
 class Loader:
