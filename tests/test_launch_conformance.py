@@ -333,3 +333,17 @@ def test_other_frontends_are_named(tmp_path, capsys, name, text, kind):
         assert cli.main(['launch', str(target), '-p']) == 2
         err = capsys.readouterr().err
         assert f'{path}: {kind}' in err and 'only the XML frontend' in err, err
+
+
+@pytest.mark.parametrize('name', ['sim_session', 'real_session'])
+def test_this_repositorys_launch_files_resolve_alike_from_any_directory(name, tmp_path,
+                                                                        monkeypatch, capsys):
+    """They reach their includes and parameter files through $(dirname), so `ros2 launch`
+    (relative paths from the working directory) and this runner agree wherever they run."""
+    launch = HERE.parent.parent / 'launch' / f'{name}.launch.xml'
+    outputs = []
+    for cwd in (launch.parent.parent, tmp_path):
+        monkeypatch.chdir(cwd)
+        assert cli.main(['launch', str(launch), '-p', 'run_dir:=/tmp/x']) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].count('\n') == 4
