@@ -105,3 +105,21 @@ def test_undeclared_command_line_argument_is_an_error(tmp_path, test_prefix):
 
 def test_find_package_share_uses_the_ament_index(test_prefix):
     assert find_package_share('launch_test_pkg') == test_prefix / 'share' / 'launch_test_pkg'
+
+
+@pytest.mark.parametrize('name, text, kind', [
+    ('x.launch.xml', 'import launch\n\ndef generate_launch_description(): ...\n',
+     'a Python launch file'),
+    ('x.launch.xml', 'launch:\n- arg: {name: a}\n', 'a YAML launch file'),
+    ('x.launch.xml', 'hello\n', 'not an XML file'),
+])
+def test_files_of_other_frontends_are_named_by_content(tmp_path, name, text, kind):
+    launch = write(tmp_path / name, text)
+    with pytest.raises(LaunchFileError, match=f'{kind}.*: pref-rl launch runs only the XML'):
+        load_launch_file(launch)
+
+
+def test_an_xml_file_mentioning_python_launch_files_is_still_xml(tmp_path, test_prefix):
+    launch = write(tmp_path / 'a.launch.xml', '<!-- not generate_launch_description -->\n'
+                   '<launch><node pkg="launch_test_pkg" exec="echo_args"/></launch>')
+    assert [n.name for n in load_launch_file(launch).nodes] == ['echo_args']

@@ -28,13 +28,19 @@ def _foreign_kind(path: Path, head: str) -> str:
     """What a file that is not an XML launch file looks like ('' when it may be XML)."""
     name = path.name.lower()
     stripped = head.lstrip()
-    if name.endswith('.py') or 'generate_launch_description' in head:
-        return 'a Python launch file (.launch.py)'
-    if name.endswith(('.yaml', '.yml')) or stripped.startswith('launch:'):
-        return 'a YAML launch file (.launch.yaml)'
-    if stripped and not stripped.startswith('<'):
-        return 'not an XML file'
-    return ''
+    python = 'a Python launch file (.launch.py)'
+    yaml_file = 'a YAML launch file (.launch.yaml)'
+    if name.endswith('.py'):
+        return python
+    if name.endswith(('.yaml', '.yml')):
+        return yaml_file
+    if not stripped or stripped.startswith('<'):
+        return ''
+    if stripped.startswith('launch:'):
+        return yaml_file
+    if 'generate_launch_description' in head or stripped.startswith(('import ', 'from ')):
+        return python
+    return 'not an XML file'
 
 
 def parse_xml(path: Path) -> Element:
