@@ -142,6 +142,23 @@ def test_respawn_starts_a_node_again_until_its_retries_are_spent(tmp_path, test_
     assert (tmp_path / 'logs' / 'again.log').read_text().split() == ['counted'] * 3
 
 
+def test_executables_get_their_environment_and_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv('PREF_RL_DROPPED', 'present')
+    (tmp_path / 'a.launch.xml').write_text(f'''<launch>
+  <set_env name="PREF_RL_SET" value="launch-wide"/>
+  <unset_env name="PREF_RL_DROPPED"/>
+  <executable cmd="bash -c 'echo $PREF_RL_SET/$PREF_RL_OWN/${{PREF_RL_DROPPED:-gone}}/$PWD'"
+              name="show" cwd="{tmp_path}" output="screen">
+    <env name="PREF_RL_OWN" value="own"/>
+  </executable>
+</launch>''')
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'a.launch.xml'),
+                             '--log-dir', str(tmp_path / 'logs')], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'[show] launch-wide/own/gone/{tmp_path}' in result.stdout
+
+
 def test_sigint_leaves_no_process_behind(tmp_path, test_prefix):
     (tmp_path / 'a.launch.xml').write_text(f'''<launch>
   <node pkg="launch_test_pkg" exec="sleeper" name="s1" args="{tmp_path}"/>
