@@ -123,3 +123,21 @@ def test_an_xml_file_mentioning_python_launch_files_is_still_xml(tmp_path, test_
     launch = write(tmp_path / 'a.launch.xml', '<!-- not generate_launch_description -->\n'
                    '<launch><node pkg="launch_test_pkg" exec="echo_args"/></launch>')
     assert [n.name for n in load_launch_file(launch).nodes] == ['echo_args']
+
+
+def test_show_args_lists_choices_and_a_missing_include_arg_says_where_to_give_it(
+        tmp_path, test_prefix, capsys):
+    from pref_rl_learner import cli
+
+    child = write(tmp_path / 'child.launch.xml', '<launch><arg name="who"/></launch>')
+    launch = write(tmp_path / 'a.launch.xml', f'''<launch>
+  <arg name="mode" default="sim" description="where"><choice value="sim"/><choice value="real"/>
+  </arg>
+  <include file="{child}" if="$(eval &quot;'$(var mode)' == 'real'&quot;)"/>
+</launch>''')
+    assert cli.main(['launch', str(launch), '-s']) == 0
+    assert "mode (default: 'sim', one of: sim, real)\n    where" in capsys.readouterr().out
+    with pytest.raises(LaunchFileError, match=r'child\.launch\.xml:1: argument .who. has no '
+                       r'default and was not given \(give <arg name="who" value="..."/> in the '
+                       r'<include>, or pass who:=VALUE\)'):
+        load_launch_file(launch, {'mode': 'real'})

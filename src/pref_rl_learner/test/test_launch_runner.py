@@ -140,6 +140,17 @@ def test_respawn_starts_a_node_again_until_its_retries_are_spent(tmp_path, test_
     assert (tmp_path / 'runs').read_text().split() == ['run'] * 3
     assert result.stdout.count('respawning again in 0.2 s') == 2
     assert (tmp_path / 'logs' / 'again.log').read_text().split() == ['counted'] * 3
+    # on_exit="shutdown" wins: the first exit ends the session (launch's OnProcessExit).
+    (tmp_path / 'runs').unlink()
+    (tmp_path / 'b.launch.xml').write_text(f'''<launch>
+  <node pkg="launch_test_pkg" exec="counter" name="once" args="{tmp_path}" respawn="true"
+        on_exit="shutdown"/>
+</launch>''')
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'b.launch.xml'),
+                             '--log-dir', str(tmp_path / 'logs')], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and 'respawning' not in result.stdout, result.stdout
+    assert (tmp_path / 'runs').read_text().split() == ['run']
 
 
 def test_executables_get_their_environment_and_working_directory(tmp_path, monkeypatch):

@@ -207,9 +207,12 @@ class Loader:
         name, default = el.attrs['name'], el.attrs.get('default')
         if name not in scope.variables:
             if default is None:
+                how = f'pass {name}:=VALUE' if scope.launch_file == self.path else (
+                    f'give <arg name="{name}" value="..."/> in the <include>, or pass '
+                    f'{name}:=VALUE')
                 raise LaunchFileError(
                     f'{self.where(scope, el)}: argument {name!r} has no default and was not '
-                    f'given (pass {name}:=VALUE)')
+                    f'given ({how})')
             scope.variables[name] = self.sub(scope, el, default)
         if choices and scope.variables[name] not in choices:
             raise LaunchFileError(

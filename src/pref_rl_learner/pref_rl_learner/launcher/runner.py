@@ -189,7 +189,10 @@ class ProcessRunner:
         code = p.returncode
         clean = code == 0 or (p.stop_requested and code in _STOPPED)
         spec = p.spec
-        respawn = (spec.respawn and self._shutdown_reason is None and not p.stop_requested
+        # on_exit="shutdown" ends the session at the first exit, respawn or not (launch's
+        # OnProcessExit handler fires on every exit).
+        respawn = (spec.respawn and not spec.shutdown_on_exit and self._shutdown_reason is None
+                   and not p.stop_requested
                    and (spec.respawn_max_retries < 0 or p.respawns < spec.respawn_max_retries))
         if clean:
             self.say(f'process has finished cleanly [pid {p.popen.pid}]: {p.label}')
