@@ -161,8 +161,12 @@ def test_include_arguments_are_set_in_the_including_scope(prefix, capsys):
     # actions into the current context): the include's values, the child's <let finish> and
     # its <arg who> default (declare_launch_argument.py:203-215 sets the default into the
     # context) persist after it.
+    # include_launch_description.py:150-155 set the included file's locals before the
+    # SetLaunchConfiguration actions run (:181-185): $(dirname) in an <arg> value is the
+    # included file's folder.
     assert nodes['after_include'].parameters == {'color': 'blue', 'shade': 'dark_blue',
-                                                 'finish': 'dark_blue_gloss', 'who': 'paint'}
+                                                 'finish': 'dark_blue_gloss', 'who': 'paint',
+                                                 'from_dir': included}
     assert nodes['grouped_paint'].parameters['color'] == 'green'
     assert nodes['grouped_paint'].parameters['shade'] == 'light_green'
     # group_action.py:117-126: a <group> (scoped, forwarding by default, :72-73) pushes the

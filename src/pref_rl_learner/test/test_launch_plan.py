@@ -141,3 +141,15 @@ def test_show_args_lists_choices_and_a_missing_include_arg_says_where_to_give_it
                        r'default and was not given \(give <arg name="who" value="..."/> in the '
                        r'<include>, or pass who:=VALUE\)'):
         load_launch_file(launch, {'mode': 'real'})
+
+
+def test_an_error_in_an_include_arg_names_the_including_file(tmp_path, test_prefix):
+    child = write(tmp_path / 'sub' / 'child.launch.xml', '<launch/>') if (
+        tmp_path / 'sub').mkdir() is None else None
+    launch = write(tmp_path / 'a.launch.xml', f'''<launch>
+  <include file="{child}">
+    <arg name="x" value="$(var nope)"/>
+  </include>
+</launch>''')
+    with pytest.raises(LaunchFileError, match=rf'{launch}:3: <arg>: \$\(var nope\)'):
+        load_launch_file(launch)

@@ -9,8 +9,10 @@ The rules, each from the source that defines it:
 - ``<include>``: its ``<arg>``s are ``SetLaunchConfiguration`` actions run in order in the
   *including* scope, then the file's actions run in that same scope: values (and the file's
   ``<let>``s) persist after it (launch ``actions/include_launch_description.py``,
-  ``execute``); only ``$(dirname)``/``$(filename)`` are the included file's within it
-  (ros2/launch#862). A relative ``file`` is taken from the working directory.
+  ``execute``); only ``$(dirname)``/``$(filename)`` are the included file's within it, its
+  ``<arg>`` values included, since launch sets those locals before running them
+  (ros2/launch#862 scopes them to the include). A relative ``file`` is taken from the
+  working directory.
 - ``<group scoped forwarding>`` (both default true): scoped pushes configurations and
   environment and pops them after; not forwarding starts from no configuration (but the
   ``<keep>``s) and the launch's initial environment; unscoped changes persist (launch
@@ -118,11 +120,14 @@ class Loader:
     def where(self, scope: Scope, el: Element) -> str:
         return f'{scope.launch_file}:{el.line}'
 
-    def sub(self, scope: Scope, el: Element, text: str) -> str:
+    def sub(self, scope: Scope, el: Element, text: str, at: Path | None = None) -> str:
+        """``text`` expanded; an error names ``el``'s line in ``at`` (default: the current
+        file)."""
         try:
             return substitute(text, scope)
         except SubstitutionError as err:
-            raise LaunchFileError(f'{self.where(scope, el)}: <{el.tag}>: {err}') from None
+            raise LaunchFileError(f'{at or scope.launch_file}:{el.line}: <{el.tag}>: {err}'
+                                  ) from None
 
     def words(self, scope: Scope, el: Element, text: str) -> list[str]:
         try:
@@ -235,14 +240,18 @@ class Loader:
                     '<include> (only <arg name value>)')
             self.check(scope, child, {'name', 'value'}, required={'name', 'value'},
                        action=False)
-            # SetLaunchConfiguration in the including scope, one after the other.
-            name = self.sub(scope, child, child.attrs['name'])
-            scope.variables[name] = self.sub(scope, child, child.attrs['value'])
         target = self.existing_file(scope, el, self.sub(scope, el, el.attrs['file']),
                                     'included file')
         including = scope.launch_file
+        # launch sets the included file's locals first, then runs the <arg>s as
+        # SetLaunchConfiguration actions, one after the other, in the including scope: so
+        # $(dirname) in an <arg> value is already the included file's folder.
         scope.launch_file = target
         try:
+            for child in el.children:
+                name = self.sub(scope, child, child.attrs['name'], at=including)
+                scope.variables[name] = self.sub(scope, child, child.attrs['value'],
+                                                 at=including)
             self._file(target, scope)
         finally:
             scope.launch_file = including
