@@ -144,8 +144,8 @@ def test_show_args_lists_choices_and_a_missing_include_arg_says_where_to_give_it
 
 
 def test_an_error_in_an_include_arg_names_the_including_file(tmp_path, test_prefix):
-    child = write(tmp_path / 'sub' / 'child.launch.xml', '<launch/>') if (
-        tmp_path / 'sub').mkdir() is None else None
+    (tmp_path / 'sub').mkdir()
+    child = write(tmp_path / 'sub' / 'child.launch.xml', '<launch/>')
     launch = write(tmp_path / 'a.launch.xml', f'''<launch>
   <include file="{child}">
     <arg name="x" value="$(var nope)"/>
