@@ -128,7 +128,9 @@ def parse_line(line: str) -> Process:
             i += 1
         elif ros and word == '-p':
             key, _, value = words[i + 1].partition(':=')
-            process.parameters[key] = yaml.safe_load(value)  # rcl reads the value as YAML
+            # launch utilities/type_utils.py:234-255: an untyped <param value> is read with
+            # yaml.safe_load (launch_ros writes it to a parameter file); rcl reads -p as YAML.
+            process.parameters[key] = yaml.safe_load(value)
             i += 1
         elif ros and word == '--params-file':
             for _, section in yaml.safe_load(Path(words[i + 1]).read_text()).items():
