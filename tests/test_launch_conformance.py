@@ -5,9 +5,10 @@ rolling branch read on 2026-12-01, launch 02595ba, launch_ros f9ab937).
 
 Each file is resolved by ``pref-rl launch FILE -p``, whose shell-quoted lines are parsed
 back into node name, namespace, effective parameters (parameter files, then ``-p`` rules, in
-command-line order, as rcl applies them), remaps, argv and environment. The namespaces file
-also runs, as real rclpy nodes that write down the name, namespace, parameters and resolved
-topic names rcl gave them: the running graph must agree with the same expectations.
+command-line order, as rcl applies them), remaps, argv and environment. The include and
+namespaces files also run, as real rclpy nodes that write down the name, namespace,
+parameters and resolved topic names rcl gave them: the running graph must agree with the
+same expectations.
 """
 
 from __future__ import annotations
@@ -147,34 +148,42 @@ def resolve(path: Path, capsys, *arguments: str) -> dict[str, Process]:
     return {p.label: p for p in processes}
 
 
-def test_include_arguments_are_set_in_the_including_scope(prefix, capsys):
-    nodes = resolve(HERE / 'include_args.launch.xml', capsys)
-    assert list(nodes) == ['paint', 'after_include', 'grouped_paint', 'after_group']
-    included = str(HERE / 'included')
+INCLUDED = str(HERE / 'included')
+INCLUDE_ARGS = {
     # include_launch_description.py:179-185: each <arg> becomes SetLaunchConfiguration(name,
     # value), run in order before the included description: a later <arg> sees an earlier
     # one (shade = dark_ + the new color), so inside: blue / dark_blue.
     # frontend: ThisLaunchFileDir = current_launch_file_directory, scoped to the included
     # file (ros2/launch#862), so $(dirname) inside is included/.
     # Node.parse_nested_parameters (launch_ros node.py:243-300): a <param from> file's values.
-    assert nodes['paint'].parameters == {'color': 'blue', 'shade': 'dark_blue',
-                                         'here': included, 'coats': 2, 'brush.width': 0.5}
+    'paint': ('/', {'color': 'blue', 'shade': 'dark_blue', 'here': INCLUDED, 'coats': 2,
+                    'brush.width': 0.5}, []),
     # No push/pop around an include (include_launch_description.py:184-185 returns the
     # actions into the current context): the include's values, the child's <let finish> and
     # its <arg who> default (declare_launch_argument.py:203-215 sets the default into the
-    # context) persist after it.
-    # include_launch_description.py:150-155 set the included file's locals before the
-    # SetLaunchConfiguration actions run (:181-185): $(dirname) in an <arg> value is the
-    # included file's folder.
-    assert nodes['after_include'].parameters == {'color': 'blue', 'shade': 'dark_blue',
-                                                 'finish': 'dark_blue_gloss', 'who': 'paint',
-                                                 'from_dir': included}
-    assert nodes['grouped_paint'].parameters['color'] == 'green'
-    assert nodes['grouped_paint'].parameters['shade'] == 'light_green'
+    # context) persist after it. include_launch_description.py:150-155 set the included
+    # file's locals before the SetLaunchConfiguration actions run (:181-185): $(dirname) in
+    # an <arg> value is the included file's folder.
+    'after_include': ('/', {'color': 'blue', 'shade': 'dark_blue', 'finish': 'dark_blue_gloss',
+                            'who': 'paint', 'from_dir': INCLUDED}, []),
+    'grouped_paint': ('/', {'color': 'green', 'shade': 'light_green', 'here': INCLUDED,
+                            'coats': 2, 'brush.width': 0.5}, []),
     # group_action.py:117-126: a <group> (scoped, forwarding by default, :72-73) pushes the
     # launch configurations and pops them after: green and grouped_paint are gone.
-    assert nodes['after_group'].parameters == {'color': 'blue', 'who': 'paint',
-                                               'here': str(HERE)}
+    'after_group': ('/', {'color': 'blue', 'who': 'paint', 'here': str(HERE)}, []),
+}
+
+
+def check_nodes(nodes: dict[str, Process], expected: dict) -> None:
+    assert list(nodes) == list(expected)
+    for name, (namespace, parameters, remaps) in expected.items():
+        node = nodes[name]
+        assert (node.node_name, node.namespace, node.parameters, node.remaps) == (
+            name, namespace, parameters, remaps), name
+
+
+def test_include_arguments_are_set_in_the_including_scope(prefix, capsys):
+    check_nodes(resolve(HERE / 'include_args.launch.xml', capsys), INCLUDE_ARGS)
 
 
 NAMESPACES = {
@@ -205,28 +214,26 @@ NAMESPACES = {
 
 
 def test_namespaces_global_parameters_and_remaps(prefix, capsys):
-    nodes = resolve(HERE / 'namespaces.launch.xml', capsys)
-    assert list(nodes) == list(NAMESPACES)
-    for name, (namespace, parameters, remaps) in NAMESPACES.items():
-        node = nodes[name]
-        assert (node.node_name, node.namespace, node.parameters, node.remaps) == (
-            name, namespace, parameters, remaps), name
+    check_nodes(resolve(HERE / 'namespaces.launch.xml', capsys), NAMESPACES)
 
 
 @pytest.mark.slow
-def test_namespaces_file_as_a_running_graph(prefix, tmp_path):
+@pytest.mark.parametrize('name, expected', [('include_args', INCLUDE_ARGS),
+                                            ('namespaces', NAMESPACES)])
+def test_files_as_a_running_graph(prefix, tmp_path, name, expected):
     """The same expectations, as rcl resolved them in real nodes."""
     probes = tmp_path / 'probes'
     probes.mkdir()
     env = dict(os.environ, PROBE_DIR=str(probes))
-    run = subprocess.run(['pref-rl', 'launch', str(HERE / 'namespaces.launch.xml'),
+    run = subprocess.run(['pref-rl', 'launch', str(HERE / f'{name}.launch.xml'),
                           '--log-dir', str(tmp_path / 'log')],
                          capture_output=True, text=True, timeout=240, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
-    for name, (namespace, parameters, remaps) in NAMESPACES.items():
-        fqn = namespace.rstrip('/') + '/' + name
+    assert len(list(probes.iterdir())) == len(expected)
+    for node, (namespace, parameters, remaps) in expected.items():
+        fqn = namespace.rstrip('/') + '/' + node
         report = json.loads((probes / (fqn.replace('/', '_') + '.json')).read_text())
-        assert report['name'] == name and report['namespace'] == namespace, fqn
+        assert report['name'] == node and report['namespace'] == namespace, fqn
         assert report['parameters'] == parameters, fqn
         rules = dict(remaps)
         expected_chatter = rules.get('chatter', 'chatter')
