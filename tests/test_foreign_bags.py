@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from mcap.reader import make_reader
 from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from mcap_ros2._dynamic import serialize_dynamic
+from mcap_ros2.decoder import DecoderFactory
+from rosbags.rosbag2 import Reader as RosbagsReader
 
 from pref_rl_learner import cli
 from pref_rl_learner.bag import (
@@ -306,3 +309,13 @@ def test_our_files_name_the_distro_metadata_yaml_names(tmp_path, monkeypatch):
             'q0', Choice.LEFT, 'teacher/oracle', 0.5))[1])
     (file,) = read_metadata(bag).files
     assert read_metadata(bag).ros_distro == 'jazzy' == scan_mcap(bag / file.path).ros_distro
+    # The file still reads with the independent MCAP reader (CRCs validated) and rosbags'.
+    with open(bag / file.path, 'rb') as stream:
+        reader = make_reader(stream, validate_crcs=True, decoder_factories=[DecoderFactory()])
+        (decoded,) = [m.decoded_message for m in reader.iter_decoded_messages()]
+        record = next(r for r in reader.iter_metadata() if r.name == 'rosbag2')
+    assert decoded.query_id == 'q0' and decoded.choice == Choice.LEFT
+    assert yaml.safe_load(record.metadata['serialized_metadata'])['ros_distro'] == 'jazzy'
+    with RosbagsReader(bag) as theirs:
+        assert [c.topic for c in theirs.connections] == ['/labels']
+        assert sum(1 for _ in theirs.messages()) == 1
