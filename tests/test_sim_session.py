@@ -7,6 +7,7 @@ four feedback sessions); the learner ends the session when it reaches ``total_st
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -142,7 +143,9 @@ def test_sim_session_resolves_tasks_labelers_and_algorithms(tmp_path):
     assert f'bag_dir:={tmp_path}/bag' in result.stdout
     for task in ('reacher', 'button-press-v3', 'panda_reach', 'panda_push'):
         assert f'session_{task}.yaml' in plan(f'task:={task}').stdout
-    assert "algorithm:='' -p pretrained_reward:=''" in result.stdout  # the YAML's
+    learner = shlex.split(result.stdout.splitlines()[0].partition(': ')[2])  # shell-quoted
+    at = learner.index("algorithm:=''")  # empty: the YAML's
+    assert learner[at:at + 3] == ["algorithm:=''", '-p', "pretrained_reward:=''"]
     result = plan('algorithm:=fewshot', 'checkpoint:=best_model.pt')
     assert result.returncode == 0, result.stderr
     assert 'algorithm:=fewshot' in result.stdout

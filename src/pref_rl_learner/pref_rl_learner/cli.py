@@ -35,12 +35,15 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.show_args:
         for a in plan.arguments:
             default = 'required' if a.default is None else f'default: {a.default!r}'
-            print(f"{a.name} ({default})\n    {a.description or 'no description'}")
+            choices = f", one of: {', '.join(a.choices)}" if a.choices else ''
+            print(f"{a.name} ({default}{choices})\n    {a.description or 'no description'}")
         return 0
-    if args.print:
+    if args.print:  # one line per process: its label, then a command a shell can run
         for node in plan.nodes:
-            flag = ' [on_exit=shutdown]' if node.shutdown_on_exit else ''
-            print(f"{node.name}{flag}: {' '.join(node.command)}")
+            flags = ' [on_exit=shutdown]' if node.shutdown_on_exit else ''
+            if node.respawn:
+                flags += f' [respawn, delay {node.respawn_delay_s:g} s]'
+            print(f'{node.name}{flags}: {node.shell_command()}')
         return 0
     log_dir = args.log_dir or Path('log') / 'launch' / time.strftime('%Y-%m-%d-%H-%M-%S')
     return ProcessRunner(plan.nodes, log_dir=log_dir, stop_timeout_s=args.stop_timeout).run()
@@ -99,9 +102,13 @@ def _cmd_reward_train(args: argparse.Namespace) -> int:
 def _cmd_bag(args: argparse.Namespace) -> int:
     from pref_rl_learner.bag import check_bag, read_metadata, recover_bag
     from pref_rl_learner.bag.metadata import format_info
+    from pref_rl_learner.bag.recover import describe_file
 
     if args.bag_command == 'info':
-        print(format_info(args.bag, read_metadata(args.bag)))
+        if args.bag.is_file():  # one .mcap file, as `ros2 bag info FILE.mcap` accepts
+            print(format_info(args.bag.parent, describe_file(args.bag)))
+        else:
+            print(format_info(args.bag, read_metadata(args.bag)))
         return 0
     report = check_bag(args.bag)
     print(report.format())
@@ -123,14 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         'launch', help='run a ROS 2 XML launch file (the same files `ros2 launch` runs)',
         description='Run an XML launch file: each node as its own process, output prefixed '
                     'with the node name, Ctrl-C stops everything. Mirrors `ros2 launch FILE '
-                    'name:=value ...` for the XML subset documented in the README.')
+                    'name:=value ...` for the XML frontend, with the elements and '
+                    'substitutions documented in the README.')
     launch.add_argument('file', type=Path, help='path of a *.launch.xml file')
     launch.add_argument('arguments', nargs='*', metavar='name:=value',
                         help='launch arguments, as for ros2 launch')
     launch.add_argument('-s', '--show-args', action='store_true',
                         help='list the arguments the file declares and exit')
     launch.add_argument('-p', '--print', action='store_true',
-                        help='print the resolved node commands and exit without running them')
+                        help='print each process and its command (shell-quoted: cd, env '
+                             'changes, argv) and exit without running them')
     launch.add_argument('--log-dir', type=Path, default=None,
                         help='where node output is logged (default: log/launch/<time>)')
     launch.add_argument('--stop-timeout', type=float, default=5.0, metavar='S',
@@ -210,14 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
                     '(bounds, CRCs, statistics); report each file as ok, missing, truncated, '
                     'corrupt, count mismatch, unlisted or open. Exit status 0: the bag is '
                     'valid (after recovery, with --recover); 1: it is not.')
-    check.add_argument('bag', type=Path, help='bag directory')
+    check.add_argument('bag', type=Path, help='bag directory, or one .mcap file')
     check.add_argument('--recover', action='store_true',
                        help='salvage the intact messages of torn or corrupt files into closed '
                             'files (originals kept in .torn/), rebuild metadata.yaml and name '
                             'what was lost')
     check.set_defaults(handler=_cmd_bag)
     info = bag_sub.add_parser('info', help='summarize a bag, like `ros2 bag info`')
-    info.add_argument('bag', type=Path, help='bag directory')
+    info.add_argument('bag', type=Path, help='bag directory, or one .mcap file')
     info.set_defaults(handler=_cmd_bag)
     from pref_rl_learner.fewshot import collect_cli, pretrain_cli
     from pref_rl_learner.sweep import cli as sweep_cli
@@ -231,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pref-rl``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == 'launch' and all(':=' in e for e in extra):
+        args.arguments += extra  # `pref-rl launch FILE -p a:=1`: arguments after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except PrefRLError as err:

@@ -20,6 +20,11 @@ EXECUTABLES = {
     'crasher': 'sleep 0.5\necho "crashing now"\nexit 3\n',
     # Runs until signalled, with a grandchild (background jobs of a script ignore SIGINT).
     'sleeper': 'sleep 1000 &\necho $! >> "$1/pids"\necho $$ >> "$1/pids"\necho ready\nwait\n',
+    # Dies at start like a Python node with a bad import: traceback on stderr, exit 2.
+    'fails_at_start': 'echo "Traceback (most recent call last):" >&2\n'
+                      'echo "ModuleNotFoundError: No module named nope" >&2\nexit 2\n',
+    # Notes each start in $1/runs, then exits cleanly.
+    'counter': 'echo run >> "$1/runs"\necho "counted"\n',
     # Ignores SIGINT and SIGTERM: only SIGKILL ends it.
     'stubborn': "trap '' INT TERM\necho $$ >> \"$1/pids\"\necho ready\n"
                 'while true; do sleep 0.1; done\n',

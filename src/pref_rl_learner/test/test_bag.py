@@ -414,7 +414,7 @@ def test_cli_check_recover_info(tmp_path, defs, capsys):
     out = capsys.readouterr().out
     assert 'LOST from bag_0.mcap' not in out and 'verdict after recovery: OK' in out
     assert cli.main(['bag', 'check', str(tmp_path / 'nothing')]) == 2
-    assert 'not a bag directory' in capsys.readouterr().err
+    assert 'no such bag directory or .mcap file' in capsys.readouterr().err
     (bag / METADATA_FILE).unlink()
     assert cli.main(['bag', 'info', str(bag)]) == 2
     assert 'metadata.yaml: no such file' in capsys.readouterr().err

@@ -64,14 +64,14 @@ def test_include_passes_args_and_if_unless_select_actions(tmp_path, test_prefix)
 
 
 @pytest.mark.parametrize('body, line, expected', [
-    ('<launch>\n  <arg name="a" default="1"/>\n  <group>\n  </group>\n</launch>', 3,
-     'unsupported tag <group>'),
-    ('<launch>\n  <node pkg="launch_test_pkg" exec="echo_args">\n    <env name="A" value="1"/>\n'
-     '  </node>\n</launch>', 3, 'unsupported tag <env> inside <node>'),
-    ('<launch>\n\n  <node pkg="launch_test_pkg" exec="echo_args" respawn="true"/>\n</launch>', 3,
-     'unsupported attribute(s) respawn on <node>'),
-    ('<launch>\n  <let name="x" value="$(eval 1+1)"/>\n</launch>', 2,
-     'unsupported substitution $(eval)'),
+    ('<launch>\n  <arg name="a" default="1"/>\n  <timer period="1">\n  </timer>\n</launch>', 3,
+     'unsupported tag <timer>'),
+    ('<launch>\n  <node pkg="launch_test_pkg" exec="echo_args">\n    <foo name="A"/>\n'
+     '  </node>\n</launch>', 3, 'unsupported tag <foo> inside <node>'),
+    ('<launch>\n\n  <node pkg="launch_test_pkg" exec="echo_args" emulate_tty="true"/>\n'
+     '</launch>', 3, 'unsupported attribute(s) emulate_tty on <node>'),
+    ('<launch>\n  <let name="x" value="$(command ls)"/>\n</launch>', 2,
+     'unsupported substitution $(command)'),
     ('<launch>\n  <let name="x" value="$(var nope)"/>\n</launch>', 2,
      '$(var nope): no such argument'),
     ('<launch>\n  <arg name="needed"/>\n</launch>', 2, "argument 'needed' has no default"),
@@ -105,3 +105,51 @@ def test_undeclared_command_line_argument_is_an_error(tmp_path, test_prefix):
 
 def test_find_package_share_uses_the_ament_index(test_prefix):
     assert find_package_share('launch_test_pkg') == test_prefix / 'share' / 'launch_test_pkg'
+
+
+@pytest.mark.parametrize('name, text, kind', [
+    ('x.launch.xml', 'import launch\n\ndef generate_launch_description(): ...\n',
+     'a Python launch file'),
+    ('x.launch.xml', 'launch:\n- arg: {name: a}\n', 'a YAML launch file'),
+    ('x.launch.xml', 'hello\n', 'not an XML file'),
+])
+def test_files_of_other_frontends_are_named_by_content(tmp_path, name, text, kind):
+    launch = write(tmp_path / name, text)
+    with pytest.raises(LaunchFileError, match=f'{kind}.*: pref-rl launch runs only the XML'):
+        load_launch_file(launch)
+
+
+def test_an_xml_file_mentioning_python_launch_files_is_still_xml(tmp_path, test_prefix):
+    launch = write(tmp_path / 'a.launch.xml', '<!-- not generate_launch_description -->\n'
+                   '<launch><node pkg="launch_test_pkg" exec="echo_args"/></launch>')
+    assert [n.name for n in load_launch_file(launch).nodes] == ['echo_args']
+
+
+def test_show_args_lists_choices_and_a_missing_include_arg_says_where_to_give_it(
+        tmp_path, test_prefix, capsys):
+    from pref_rl_learner import cli
+
+    child = write(tmp_path / 'child.launch.xml', '<launch><arg name="who"/></launch>')
+    launch = write(tmp_path / 'a.launch.xml', f'''<launch>
+  <arg name="mode" default="sim" description="where"><choice value="sim"/><choice value="real"/>
+  </arg>
+  <include file="{child}" if="$(eval &quot;'$(var mode)' == 'real'&quot;)"/>
+</launch>''')
+    assert cli.main(['launch', str(launch), '-s']) == 0
+    assert "mode (default: 'sim', one of: sim, real)\n    where" in capsys.readouterr().out
+    with pytest.raises(LaunchFileError, match=r'child\.launch\.xml:1: argument .who. has no '
+                       r'default and was not given \(give <arg name="who" value="..."/> in the '
+                       r'<include>, or pass who:=VALUE\)'):
+        load_launch_file(launch, {'mode': 'real'})
+
+
+def test_an_error_in_an_include_arg_names_the_including_file(tmp_path, test_prefix):
+    (tmp_path / 'sub').mkdir()
+    child = write(tmp_path / 'sub' / 'child.launch.xml', '<launch/>')
+    launch = write(tmp_path / 'a.launch.xml', f'''<launch>
+  <include file="{child}">
+    <arg name="x" value="$(var nope)"/>
+  </include>
+</launch>''')
+    with pytest.raises(LaunchFileError, match=rf'{launch}:3: <arg>: \$\(var nope\)'):
+        load_launch_file(launch)

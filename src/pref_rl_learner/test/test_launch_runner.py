@@ -109,6 +109,67 @@ def test_clean_exit_of_all_nodes_is_success(tmp_path, test_prefix):
     assert (log_dir / 'one-2.log').read_text().startswith('ARGS: --ros-args')
 
 
+def test_a_node_dying_at_start_shows_its_stderr_with_the_default_output(tmp_path,
+                                                                       test_prefix):
+    """launch logging/__init__.py:370-373: output="log" (the default) still prints stderr."""
+    (tmp_path / 'a.launch.xml').write_text('''<launch>
+  <node pkg="launch_test_pkg" exec="fails_at_start" name="broken"/>
+</launch>''')
+    log_dir = tmp_path / 'logs'
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'a.launch.xml'),
+                             '--log-dir', str(log_dir)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    out = result.stdout
+    assert '[broken] ModuleNotFoundError: No module named nope' in out
+    assert out.index('No module named nope') < out.index('process has died')
+    assert 'ModuleNotFoundError' in (log_dir / 'broken.log').read_text()
+
+
+def test_respawn_starts_a_node_again_until_its_retries_are_spent(tmp_path, test_prefix):
+    """execute_local.py:602-620: respawn on exit while the launch runs, after the delay, at
+    most respawn_max_retries times."""
+    (tmp_path / 'a.launch.xml').write_text(f'''<launch>
+  <node pkg="launch_test_pkg" exec="counter" name="again" args="{tmp_path}" respawn="true"
+        respawn_delay="0.2" respawn_max_retries="2"/>
+</launch>''')
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'a.launch.xml'),
+                             '--log-dir', str(tmp_path / 'logs')], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert (tmp_path / 'runs').read_text().split() == ['run'] * 3
+    assert result.stdout.count('respawning again in 0.2 s') == 2
+    assert (tmp_path / 'logs' / 'again.log').read_text().split() == ['counted'] * 3
+    # on_exit="shutdown" wins: the first exit ends the session (launch's OnProcessExit).
+    (tmp_path / 'runs').unlink()
+    (tmp_path / 'b.launch.xml').write_text(f'''<launch>
+  <node pkg="launch_test_pkg" exec="counter" name="once" args="{tmp_path}" respawn="true"
+        on_exit="shutdown"/>
+</launch>''')
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'b.launch.xml'),
+                             '--log-dir', str(tmp_path / 'logs')], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and 'respawning' not in result.stdout, result.stdout
+    assert (tmp_path / 'runs').read_text().split() == ['run']
+
+
+def test_executables_get_their_environment_and_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv('PREF_RL_DROPPED', 'present')
+    (tmp_path / 'a.launch.xml').write_text(f'''<launch>
+  <set_env name="PREF_RL_SET" value="launch-wide"/>
+  <unset_env name="PREF_RL_DROPPED"/>
+  <executable cmd="bash -c 'echo $PREF_RL_SET/$PREF_RL_OWN/${{PREF_RL_DROPPED:-gone}}/$PWD'"
+              name="show" cwd="{tmp_path}" output="screen">
+    <env name="PREF_RL_OWN" value="own"/>
+  </executable>
+</launch>''')
+    result = subprocess.run(['pref-rl', 'launch', str(tmp_path / 'a.launch.xml'),
+                             '--log-dir', str(tmp_path / 'logs')], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'[show] launch-wide/own/gone/{tmp_path}' in result.stdout
+
+
 def test_sigint_leaves_no_process_behind(tmp_path, test_prefix):
     (tmp_path / 'a.launch.xml').write_text(f'''<launch>
   <node pkg="launch_test_pkg" exec="sleeper" name="s1" args="{tmp_path}"/>

@@ -25,6 +25,7 @@ from pathlib import Path
 from pref_rl_learner.bag.errors import BagError, BagMetadataError
 from pref_rl_learner.bag.mcapfile import ScanReport, scan_mcap
 from pref_rl_learner.bag.metadata import BagMetadata, read_metadata
+from pref_rl_learner.bag.reader import channel_type, delivered_counts
 from pref_rl_learner.bag.writer import PROGRESS_FILE, STAGING, lock_holder
 
 TORN_DIR = '.torn'
@@ -134,14 +135,19 @@ def read_progress(staging_dir: Path) -> int | None:
 
 
 def check_bag(path: str | Path) -> CheckReport:
-    """Check a bag directory; see the module docstring for the statuses.
+    """Check a bag directory, or one ``.mcap`` file; see the module docstring for the statuses.
 
     Raises:
-        BagError: ``path`` is not a directory.
+        BagError: ``path`` is neither a directory nor a file.
     """
     bag = Path(path)
+    if bag.is_file():  # one file, as `ros2 bag info FILE.mcap` takes: no metadata to compare
+        report = CheckReport(bag)
+        report.files.append(_judge(bag.name, scan_mcap(bag), None))
+        _check_channels(report, report.files[0])
+        return report
     if not bag.is_dir():
-        raise BagError(f'{bag}: not a bag directory')
+        raise BagError(f'{bag}: no such bag directory or .mcap file')
     report = CheckReport(bag, writer_pid=lock_holder(bag))
     try:
         report.metadata = read_metadata(bag)
@@ -186,23 +192,41 @@ def check_bag(path: str | Path) -> CheckReport:
     return report
 
 
+def _check_channels(report: CheckReport, f: FileCheck) -> None:
+    """A channel holding messages that are not ROS 2 (CDR, ros2msg/ros2idl) is a problem."""
+    assert f.scan is not None
+    for channel in f.scan.channels.values():
+        problem = channel_type(channel, f.scan.schemas)[1]
+        if problem and f.scan.counts.get(channel.id):
+            report.problems.append(
+                f'{f.name}: topic {channel.topic} is not a ROS 2 channel ({problem}): the '
+                f'reader refuses the file, {f.scan.counts[channel.id]} message(s)')
+
+
 def _check_topic_totals(report: CheckReport) -> None:
-    """Per-topic counts in the metadata against the listed files' contents."""
+    """Per topic and type: the messages the reader delivers from the listed files against
+    what ``metadata.yaml`` lists (the reader matches topics by name and type, never by QoS)."""
     if report.metadata is None:
         return
-    found: dict[str, int] = {}
+    found: dict[tuple[str, str], int] = {}
     for f in report.files:
         if f.listed_count is None or f.scan is None or f.status not in (OK, MISMATCH):
             continue
-        for topic, n in f.scan.topic_counts().items():
-            found[topic] = found.get(topic, 0) + n
+        _check_channels(report, f)
+        for key, n in delivered_counts(f.scan).items():
+            found[key] = found.get(key, 0) + n
     if any(f.listed_count is not None and f.status not in (OK, MISMATCH)
            for f in report.files):
         return  # a listed file is damaged: its verdict already says so
-    for t in report.metadata.topics:
-        if found.get(t.name, 0) != t.message_count:
-            report.problems.append(f'topic {t.name}: metadata lists {t.message_count} '
-                                   f'message(s), the listed files hold {found.get(t.name, 0)}')
-    unknown = sorted(set(found) - {t.name for t in report.metadata.topics})
-    if unknown:
-        report.problems.append(f'files hold topics metadata.yaml does not list: {unknown}')
+    listed = {(t.name, t.msgtype): t.message_count for t in report.metadata.topics}
+    for (name, msgtype), count in listed.items():
+        got = found.get((name, msgtype), 0)
+        if got != count:
+            report.problems.append(
+                f'topic {name} ({msgtype}): metadata.yaml lists {count} message(s), the '
+                f'reader delivers {got} from the listed files')
+    for (name, msgtype), got in sorted(found.items()):
+        if (name, msgtype) not in listed:
+            report.problems.append(
+                f'topic {name} ({msgtype}): the reader delivers {got} message(s) from the '
+                'listed files, metadata.yaml does not list it with that type')

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
 from pref_rl_learner.bag.errors import BagFileError
 
 MAGIC = b'\x89MCAP0\r\n'
@@ -100,8 +102,9 @@ class ScanReport:
     """Bytes of records skipped as corrupt (their messages are not read)."""
     salvaged_from_torn_chunk: int = 0
     """Complete messages read out of a chunk cut off by the tear."""
-    rosbag2_metadata: str = ''
-    """The ``serialized_metadata`` of the file's ``rosbag2`` metadata record, if any."""
+    rosbag2_record: dict[str, str] = field(default_factory=dict)
+    """The file's ``rosbag2`` metadata record (rosbag2 and rosbags write one per file:
+    ``serialized_metadata``, the file's bag metadata as YAML; rosbag2 adds ``ROS_DISTRO``)."""
 
     @property
     def message_count(self) -> int:
@@ -117,6 +120,25 @@ class ScanReport:
     def ok(self) -> bool:
         """Closed and free of problems."""
         return self.closed and not self.problems
+
+    @property
+    def rosbag2_metadata(self) -> str:
+        """The ``serialized_metadata`` of the file's ``rosbag2`` record ('' when none)."""
+        return self.rosbag2_record.get('serialized_metadata', '')
+
+    @property
+    def ros_distro(self) -> str:
+        """The ROS distro that wrote the file, per its ``rosbag2`` record ('' when unknown)."""
+        if self.rosbag2_record.get('ROS_DISTRO'):
+            return self.rosbag2_record['ROS_DISTRO']
+        try:
+            info = yaml.safe_load(self.rosbag2_metadata)
+        except yaml.YAMLError:
+            return ''
+        if isinstance(info, dict) and 'rosbag2_bagfile_information' in info:
+            info = info['rosbag2_bagfile_information']
+        distro = info.get('ros_distro') if isinstance(info, dict) else None
+        return distro if isinstance(distro, str) else ''
 
     def topic_counts(self) -> dict[str, int]:
         """Intact messages read, per topic."""
@@ -259,7 +281,7 @@ class McapScanner:
         elif op == METADATA:
             name, p = _string(body, 0)
             if name == 'rosbag2':
-                report.rosbag2_metadata = _string_map(body, p)[0].get('serialized_metadata', '')
+                report.rosbag2_record = _string_map(body, p)[0]
 
     def _message(self, body: memoryview) -> Message:
         cid, seq, log_time, pub_time = _MESSAGE_HEAD.unpack_from(body, 0)

@@ -29,6 +29,9 @@ METADATA_FILE = 'metadata.yaml'
 VERSION = 9
 """The rosbag2 bag format version written (Jazzy and later)."""
 STORAGE_ID = 'mcap'
+DEFAULT_DISTRO = 'kilted'
+"""``ros_distro`` written when ``ROS_DISTRO`` is unset: the distro of the PyPI wheels (the
+same as :data:`pref_rl_learner.bag.typestore.BASE_STORE`)."""
 STATE_KEY = 'pref_rl.recording'
 """custom_data key the recorder sets: ``in_progress`` while writing, ``complete`` once closed."""
 
@@ -76,7 +79,7 @@ class BagMetadata:
     compression_format: str = ''
     compression_mode: str = ''
     custom_data: Mapping[str, str] = field(default_factory=dict)
-    ros_distro: str = field(default_factory=lambda: os.environ.get('ROS_DISTRO') or 'rosbags')
+    ros_distro: str = field(default_factory=lambda: os.environ.get('ROS_DISTRO') or DEFAULT_DISTRO)
 
     @property
     def message_count(self) -> int:
@@ -226,9 +229,15 @@ def write_metadata(bag: str | Path, metadata: BagMetadata) -> None:
     atomic_write_bytes(Path(bag) / METADATA_FILE, metadata.to_yaml())
 
 
+def exact_seconds(ns: int) -> str:
+    """Integer nanoseconds as exact decimal seconds (``1717000000.050000000``), no float."""
+    sign, ns = ('-', -ns) if ns < 0 else ('', ns)
+    return f'{sign}{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}'
+
+
 def _stamp(ns: int) -> str:
-    when = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
-    return f'{when:%b %d %Y %H:%M:%S.%f} UTC ({ns / 1e9:.9f})'
+    when = datetime.datetime.fromtimestamp(ns // 1_000_000_000, tz=datetime.UTC)
+    return f'{when:%b %d %Y %H:%M:%S}.{ns % 1_000_000_000:09d} UTC ({exact_seconds(ns)})'
 
 
 def format_info(bag: str | Path, metadata: BagMetadata) -> str:
@@ -241,7 +250,7 @@ def format_info(bag: str | Path, metadata: BagMetadata) -> str:
         f'Bag size:          {sum(sizes) / 2**20:.1f} MiB',
         f'Storage id:        {metadata.storage_identifier}',
         f'ROS Distro:        {metadata.ros_distro}',
-        f'Duration:          {metadata.duration_ns / 1e9:.9f}s',
+        f'Duration:          {exact_seconds(metadata.duration_ns)}s',
         f'Start:             {_stamp(metadata.start_ns)}',
         f'End:               {_stamp(metadata.start_ns + metadata.duration_ns)}',
         f'Messages:          {metadata.message_count}',

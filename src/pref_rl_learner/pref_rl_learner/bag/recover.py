@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,10 +91,16 @@ class RecoveryReport:
 class _TopicSpecs:
     """TopicSpecs for the channels of salvaged files: QoS, definition and type hash."""
 
-    def __init__(self, bag: Path, old: BagMetadata | None) -> None:
+    def __init__(self, bag: Path, old: BagMetadata | None,
+                 scans: Sequence[ScanReport] = ()) -> None:
         self.where = str(bag)
         self.old = {(t.name, t.msgtype): t for t in old.topics} if old else {}
         self.hashes: dict[str, str] = {}
+        recorded = [s.ros_distro for s in scans if s.ros_distro]
+        self.distro = (old.ros_distro if old and old.ros_distro else
+                       recorded[0] if recorded else BagMetadata().ros_distro)
+        """The bag's ROS distro: the old metadata's, else the one the files' own ``rosbag2``
+        records name (torn files have none: it is written on close), else ``ROS_DISTRO``."""
 
     def type_hash(self, schema: Schema) -> str:
         if schema.name not in self.hashes:
@@ -137,7 +144,7 @@ def _salvage(bag: Path, source: Path, target: str, specs: _TopicSpecs
     for message in scanner.messages():
         channel = scanner.report.channels[message.channel_id]
         if staged is None:
-            staged = StagedFile(bag, target, [])
+            staged = StagedFile(bag, target, [], ros_distro=specs.distro)
         if channel.topic not in staged.connections:
             staged.add_topic(specs.spec(channel, scanner.report.schemas.get(channel.schema_id),
                                         str(source)))
@@ -204,8 +211,21 @@ def _rebuild(bag: Path, kept: list[tuple[str, ScanReport]], old: BagMetadata | N
     custom = dict(old.custom_data) if old else {}
     if STATE_KEY in custom:
         custom[STATE_KEY] = 'recovered'
-    base = BagMetadata(custom_data=custom) if old is None else old
+    base = BagMetadata(custom_data=custom, ros_distro=specs.distro) if old is None else old
     return base.replace(files=files, topics=tuple(topics.values()), custom_data=custom)
+
+
+def describe_file(path: str | Path) -> BagMetadata:
+    """The metadata of one ``.mcap`` file, as ``ros2 bag info FILE.mcap`` derives it: topics,
+    counts and times from its records, ``ros_distro`` from its ``rosbag2`` record.
+
+    Raises:
+        BagFileError: the file cannot be read.
+    """
+    path = Path(path)
+    scan = scan_mcap(path)
+    return _rebuild(path.parent, [(path.name, scan)], None,
+                    _TopicSpecs(path.parent, None, [scan]))
 
 
 def _clean_staging(bag: Path) -> None:
@@ -229,6 +249,9 @@ def recover_bag(path: str | Path) -> RecoveryReport:
         BagError: the path is not a bag directory, or a file cannot be rewritten.
     """
     bag = Path(path)
+    if bag.is_file():
+        raise BagError(f'{bag}: recovery works on a bag directory; put the file in a new '
+                       'directory of its own and recover that (metadata.yaml is rebuilt)')
     before = check_bag(bag)
     if before.writer_pid is not None:
         raise BagInUseError(f'{bag} is being recorded by pid {before.writer_pid}: stop the '
@@ -246,7 +269,7 @@ def recover_bag(path: str | Path) -> RecoveryReport:
 
 
 def _recover(bag: Path, before: CheckReport, report: RecoveryReport) -> None:
-    specs = _TopicSpecs(bag, before.metadata)
+    specs = _TopicSpecs(bag, before.metadata, [f.scan for f in before.files if f.scan])
     kept: list[tuple[str, ScanReport]] = []
     for check in before.files:
         if check.status in (OK, MISMATCH, UNLISTED):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import yaml
 from rosbags.interfaces import Connection, Qos
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
@@ -80,17 +81,21 @@ def sync_file(path: Path) -> None:
 
 
 class StagedFile:
-    """One MCAP file written through rosbags in ``<bag>/.recording/<stem>/``.
+    """One MCAP file written through rosbags in ``<bag>/.recording/<stem>/``; its
+    ``rosbag2`` record names ``ros_distro`` (default: ``ROS_DISTRO``, as ``metadata.yaml``).
 
     :meth:`close` finishes it and moves it into the bag directory; until then the bag
     does not list it.
     """
 
-    def __init__(self, bag: Path, name: str, topics: Sequence[TopicSpec]) -> None:
+    def __init__(self, bag: Path, name: str, topics: Sequence[TopicSpec],
+                 ros_distro: str | None = None) -> None:
         self.bag, self.name = bag, name
+        self.ros_distro = ros_distro
         self.staging = bag / STAGING / Path(name).stem
         self.writer = Writer(self.staging, version=VERSION, storage_plugin=StoragePlugin.MCAP)
         self.connections: dict[str, Connection] = {}
+        self.specs: dict[str, TopicSpec] = {}
         self.counts: dict[str, int] = {}
         self.start_ns, self.end_ns, self.bytes = 0, 0, 0
         self.opened_at: float | None = None
@@ -111,6 +116,7 @@ class StagedFile:
         except (WriterError, OSError) as err:
             raise BagWriteError(f'{self.staging}: cannot add topic {topic.name}: {err}'
                                 ) from None
+        self.specs[topic.name] = topic
         self.counts[topic.name] = 0
 
     @property
@@ -141,20 +147,34 @@ class StagedFile:
             pass  # only a hint for loss reports; the next write reports a failing disk
 
     def close(self) -> FileInfo:
-        """Finish the file (summary, footer), fsync it and move it into the bag."""
+        """Finish the file (summary, footer), fsync it and move it into the bag.
+
+        The file's ``rosbag2`` metadata record is this file's bag metadata with the real
+        ``ros_distro`` (what ``metadata.yaml`` says), not the ``rosbags`` placeholder that
+        rosbags' ``Writer.close`` would write: so the storage is closed here, with that text.
+        """
         staged = self.staging / f'{self.staging.name}.mcap'
         target = self.bag / self.name
+        info = FileInfo(path=self.name, start_ns=self.start_ns,
+                        duration_ns=self.end_ns - self.start_ns,
+                        message_count=self.message_count)
+        own = BagMetadata(files=(info,), topics=tuple(
+            TopicInfo(s.name, s.msgtype, self.counts[s.name], s.offered_qos, s.type_hash)
+            for s in self.specs.values()))
+        if self.ros_distro is not None:
+            own = own.replace(ros_distro=self.ros_distro)
+        text = yaml.safe_dump(own.to_dict()['rosbag2_bagfile_information'], sort_keys=False,
+                              default_flow_style=False).strip()
         try:
-            self.writer.close()
+            storage, self.writer.storage = self.writer.storage, None
+            storage.close(VERSION, text)
             sync_file(staged)
             os.replace(staged, target)
             fsync_directory(self.bag)
             shutil.rmtree(self.staging)
         except (WriterError, OSError) as err:
             raise BagWriteError(f'{staged}: cannot close the bag file: {err}') from None
-        return FileInfo(path=self.name, start_ns=self.start_ns,
-                        duration_ns=self.end_ns - self.start_ns,
-                        message_count=self.message_count)
+        return info
 
 
 def resolve_topics(topics: Sequence[TopicSpec],

@@ -1,11 +1,15 @@
 """Start the nodes of a :class:`LaunchPlan` as processes and supervise them.
 
 Behaviour, like ``ros2 launch``: each node runs as its own process (in its own process group,
-so signals reach its children too) with its output prefixed ``[name] ``; SIGINT/SIGTERM to
-the runner are forwarded to every node; when a node marked ``on_exit="shutdown"`` exits, all
-others are stopped; escalation is SIGINT -> SIGTERM -> SIGKILL with timeouts. The exit status
-is 0 when every node exited cleanly and 1 when any node failed (a non-zero exit that the
-runner did not cause). Nodes also die with the runner (``PR_SET_PDEATHSIG``) if it is killed.
+so signals reach its children too) with its output prefixed ``[name] ``; ``output="log"``
+(the default) logs stdout and stderr and prints stderr too, ``screen``/``both`` print both
+(launch ``logging/__init__.py``, the output configurations); SIGINT/SIGTERM to the runner
+are forwarded to every node; when a node marked ``on_exit="shutdown"`` exits, all others are
+stopped; a ``respawn`` node is started again after ``respawn_delay`` whenever it exits
+while the session runs (launch ``actions/execute_local.py``); escalation is SIGINT ->
+SIGTERM -> SIGKILL with timeouts. The exit status is 0 when every node exited cleanly and 1
+when any node failed (a non-zero exit that the runner did not cause). Nodes also die with
+the runner (``PR_SET_PDEATHSIG``) if it is killed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from pref_rl_learner.launcher.plan import NodeSpec
 
@@ -47,9 +51,11 @@ class _Process:
     spec: NodeSpec
     label: str
     popen: subprocess.Popen
-    reader: threading.Thread
+    readers: list[threading.Thread]
     returncode: int | None = None
     stop_requested: bool = False
+    respawns: int = 0
+    respawn_at: float | None = None
 
 
 class ProcessRunner:
@@ -97,41 +103,73 @@ class ProcessRunner:
         if self._shutdown_reason is None:
             self._shutdown_reason = reason
 
-    def _start(self, spec: NodeSpec, label: str) -> None:
-        log_file = open(self._log_dir / f'{label}.log', 'w', encoding='utf-8')  # noqa: SIM115
+    def _environment(self, spec: NodeSpec) -> dict[str, str]:
+        env = dict(self._env)
+        for key, value in spec.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def _start(self, spec: NodeSpec, label: str, respawns: int = 0) -> None:
+        mode = 'a' if respawns else 'w'
+        log_file = open(self._log_dir / f'{label}.log', mode, encoding='utf-8')  # noqa: SIM115
         popen = subprocess.Popen(
-            spec.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=self._env, start_new_session=True,
-            preexec_fn=_die_with_parent)
-        reader = threading.Thread(target=self._pump, args=(popen, label, spec.output, log_file),
-                                  daemon=True, name=f'output-{label}')
-        reader.start()
-        self._procs.append(_Process(spec, label, popen, reader))
+            spec.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, env=self._environment(spec), cwd=spec.cwd,
+            start_new_session=True, preexec_fn=_die_with_parent)
+        process = _Process(spec, label, popen, [], respawns=respawns)
+        log_lock = threading.Lock()
+        # stdout is printed unless output="log"; stderr always is (and both are logged).
+        for stream, shown in ((popen.stdout, spec.output != 'log'), (popen.stderr, True)):
+            reader = threading.Thread(
+                target=self._pump, args=(stream, label, shown, log_file, log_lock),
+                daemon=True, name=f'output-{label}')
+            reader.start()
+            process.readers.append(reader)
+        threading.Thread(target=self._close_when_done, args=(process.readers, log_file),
+                         daemon=True).start()
+        self._procs.append(process)
         self.say(f'process started with pid [{popen.pid}]: {label} ({spec.source})')
 
-    def _pump(self, popen: subprocess.Popen, label: str, output: str, log_file: TextIO) -> None:
-        with log_file:
-            for raw in iter(popen.stdout.readline, b''):
-                line = raw.decode('utf-8', errors='replace').rstrip('\n')
+    @staticmethod
+    def _close_when_done(readers: list[threading.Thread], log_file: TextIO) -> None:
+        for reader in readers:
+            reader.join()
+        log_file.close()
+
+    def _pump(self, stream: IO[bytes], label: str, shown: bool, log_file: TextIO,
+              log_lock: threading.Lock) -> None:
+        for raw in iter(stream.readline, b''):
+            line = raw.decode('utf-8', errors='replace').rstrip('\n')
+            with log_lock:
                 log_file.write(line + '\n')
                 log_file.flush()
-                if output != 'log':
-                    with self._lock:
-                        self._stream.write(f'[{label}] {line}\n')
-                        self._stream.flush()
-            popen.stdout.close()
+            if shown:
+                with self._lock:
+                    self._stream.write(f'[{label}] {line}\n')
+                    self._stream.flush()
+        stream.close()
 
     def _supervise(self) -> int:
         failed: list[str] = []
         stopping_since: float | None = None
         escalation = 0
-        while any(p.returncode is None for p in self._procs):
-            for p in self._procs:
+        while any(p.returncode is None or p.respawn_at is not None for p in self._procs):
+            for p in list(self._procs):
                 if p.returncode is None and (code := p.popen.poll()) is not None:
                     p.returncode = code
-                    p.reader.join(timeout=2.0)
+                    for reader in p.readers:
+                        reader.join(timeout=2.0)
                     self._report_exit(p, failed)
+                if p.respawn_at is not None and self._shutdown_reason is None and \
+                        time.monotonic() >= p.respawn_at:
+                    p.respawn_at = None
+                    self._start(p.spec, p.label, respawns=p.respawns + 1)
             if self._shutdown_reason is not None:
+                for p in self._procs:
+                    p.respawn_at = None
                 now = time.monotonic()
                 if stopping_since is None:
                     self.say(f'shutting down: {self._shutdown_reason}')
@@ -150,12 +188,25 @@ class ProcessRunner:
     def _report_exit(self, p: _Process, failed: list[str]) -> None:
         code = p.returncode
         clean = code == 0 or (p.stop_requested and code in _STOPPED)
+        spec = p.spec
+        # on_exit="shutdown" ends the session at the first exit, respawn or not (launch's
+        # OnProcessExit handler fires on every exit).
+        respawn = (spec.respawn and not spec.shutdown_on_exit and self._shutdown_reason is None
+                   and not p.stop_requested
+                   and (spec.respawn_max_retries < 0 or p.respawns < spec.respawn_max_retries))
         if clean:
             self.say(f'process has finished cleanly [pid {p.popen.pid}]: {p.label}')
         else:
             self.say(f'process has died [pid {p.popen.pid}, exit code {code}]: {p.label}')
-            failed.append(f'{p.label} (exit code {code})')
-        if p.spec.shutdown_on_exit:
+            self.say(f'its stderr is above, all its output in '
+                     f'{self._log_dir / (p.label + ".log")}')
+            if not respawn:
+                failed.append(f'{p.label} (exit code {code})')
+        if respawn:
+            p.respawn_at = time.monotonic() + spec.respawn_delay_s
+            self.say(f'respawning {p.label} in {spec.respawn_delay_s:g} s (respawn #'
+                     f'{p.respawns + 1})')
+        elif spec.shutdown_on_exit:
             self.request_shutdown(f'{p.label} exited and is marked on_exit="shutdown"')
 
     def _signal_all(self, sig: signal.Signals) -> None:
@@ -173,7 +224,8 @@ class ProcessRunner:
             with contextlib.suppress(ProcessLookupError):  # the group: its children go too
                 os.killpg(p.popen.pid, signal.SIGKILL)
             p.popen.wait()
-            p.reader.join(timeout=2.0)
+            for reader in p.readers:
+                reader.join(timeout=2.0)
 
 
 def _labels(specs: list[NodeSpec]) -> list[str]:
