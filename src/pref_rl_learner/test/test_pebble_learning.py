@@ -16,6 +16,8 @@ CONFIG = {
     'reward_training': {'max_epochs': 100},
     'schedule': {'queries_per_session': 40, 'session_interval_steps': 1000,
                  'total_budget': 300},
+    # A report is asked for: hold out a fifth of the labels to measure generalisation.
+    'store': {'validation_fraction': 0.2},
 }
 
 
