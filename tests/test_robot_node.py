@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter
 
 from pref_rl_learner.errors import MalformedMessageError
 from pref_rl_learner.ros.conversions import segment_from_ros, weights_to_ros
-from pref_rl_learner.ros.qos import LATCHED, STREAM
+from pref_rl_learner.ros.qos import LATCHED, SERVICE, STREAM
 from pref_rl_learner.sac import SAC, SACConfig
 from pref_rl_learner.types import PolicyWeights
 from pref_rl_msgs.msg import LearnerStatus, RobotStatus
@@ -207,6 +207,28 @@ def test_flow_control_policy_updates_malformed_weights_and_frames(ros, capfd):
     assert all(s.frames is None for s in probe.segments)
     missing = probe.call('get_segment_frames', segment_id='no-such-segment')
     assert not missing.success and 'no-such-segment' in missing.message
+
+
+def test_frames_of_80_segments_asked_for_at_once_are_all_answered(ros):
+    """A feedback session's burst: 40 queries, 80 segments, every request sent before the
+    robot serves one. The default service queue kept the last 10 and never answered the
+    other 70; the frames service's queue fits the burst."""
+    executor, add = ros
+    add(robot_node(max_steps_ahead=1000, frame_stride=5, frame_size=8, seed=0))
+    probe = Probe(add(rclpy.create_node('probe')), executor)
+    client = probe.node.create_client(GetSegmentFrames, 'robot/get_segment_frames',
+                                      qos_profile=SERVICE)  # the learner's client profile
+    assert client.wait_for_service(timeout_sec=20)
+    probe.consumed(0)
+    assert probe.spin_until(lambda: len(probe.segments) >= 80)
+    ids = [s.segment_id for s in probe.segments[:80]]
+    futures = [client.call_async(GetSegmentFrames.Request(segment_id=sid)) for sid in ids]
+    probe.spin_until(lambda: all(f.done() for f in futures), timeout=30)
+    answered = [f.result() for f in futures if f.done()]
+    assert len(answered) == 80, f'{len(answered)} of 80 requests answered'
+    for response in answered:
+        frames = frames_from_response(response)
+        assert frames.frames.shape == (2, 8, 8, 3) and frames.frame_stride == 5
 
 
 def test_estop_and_reset_services(ros):

@@ -114,6 +114,18 @@ def test_sim_session_learns_from_teacher_labels_and_records_everything(tmp_path)
     assert max(robot_versions) >= 1
     queried = {m.value.query_id for m in messages if m.topic == '/queries'}
     assert set(labels) <= queried
+    # Every query first went out with the robot's frames on both sides (republished copies
+    # of unanswered queries come from the store, without them), and the summary says so.
+    first: dict = {}
+    for m in messages:
+        if m.topic == '/queries':
+            first.setdefault(m.value.query_id, m.value)
+    unframed = [q.query_id for q in first.values()
+                if q.left.frames is None or q.right.frames is None]
+    assert unframed == [], f'{len(unframed)} of {len(first)} queries without frames'
+    assert summary['frames_queries_asked'] == summary['queries_asked'] == len(first)
+    assert summary['frames_queries_with_both'] == len(first)
+    assert summary['frames_fraction'] == 1.0
     versions = [s.reward_model_version for s in read_learner_status(bag)]
     assert versions[0] == 0 and max(versions) >= 2
     assert versions == sorted(versions)

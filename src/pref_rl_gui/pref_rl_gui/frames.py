@@ -2,8 +2,9 @@
 
 Queries and episodes may carry segments without frames (the robot serves them on request).
 :class:`FrameCache` decides which segment ids to ask for (those on display, a few at a time,
-each once), checks what arrives and attaches it to the segment for display, and forgets frames
-of segments no longer shown. ROS-free and Qt-free, driven by
+each once), checks what arrives and attaches it to the segment for display, remembers why a
+segment has none (the robot refused, no answer, no service) so the window can say so, and
+forgets frames and failures of segments no longer shown. ROS-free and Qt-free, driven by
 :class:`~pref_rl_gui.model.LabelingModel`.
 """
 
@@ -28,6 +29,7 @@ class FrameCache:
         self.max_requests = max_requests
         self._frames: dict[str, tuple[np.ndarray, int]] = {}
         self._requested: set[str] = set()
+        self._failed: dict[str, str] = {}
 
     def wanted(self, on_display: Iterable[Segment]) -> list[str]:
         """Ids of segments of ``on_display`` that lack frames and were not asked for yet
@@ -57,6 +59,16 @@ class FrameCache:
             raise ValueError(str(err)) from err
         self._frames[segment.segment_id] = (frames, frame_stride)
 
+    def fail(self, segment_id: str, reason: str) -> None:
+        """No frames can be had for ``segment_id``, because of ``reason`` (not asked again)."""
+        if segment_id not in self._frames:
+            self._requested.add(segment_id)
+            self._failed[segment_id] = reason
+
+    def failure(self, segment_id: str) -> str | None:
+        """Why ``segment_id`` has no frames, if they could not be had (None: not failed)."""
+        return self._failed.get(segment_id)
+
     def attach(self, segment: Segment) -> Segment:
         """``segment`` with the frames that arrived for it, if any."""
         got = self._frames.get(segment.segment_id)
@@ -65,7 +77,9 @@ class FrameCache:
         return dataclasses.replace(segment, frames=got[0], frame_stride=got[1])
 
     def retain(self, segment_ids: set[str]) -> None:
-        """Forget frames and requests of every segment not in ``segment_ids``."""
+        """Forget frames, failures and requests of every segment not in ``segment_ids``."""
         for sid in [sid for sid in self._frames if sid not in segment_ids]:
             del self._frames[sid]
+        for sid in [sid for sid in self._failed if sid not in segment_ids]:
+            del self._failed[sid]
         self._requested &= segment_ids

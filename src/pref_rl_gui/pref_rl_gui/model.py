@@ -19,6 +19,8 @@ to its model) and the one the tests drive directly. It holds
 - the **last full episode** of the ``segments`` stream (:mod:`pref_rl_gui.episodes`);
 - **frames**: segments without frames are listed by :meth:`frames_wanted`; frames that arrive
   later (:meth:`on_frames`) are checked and attached for display (:mod:`pref_rl_gui.frames`);
+  when they cannot be had (:meth:`on_frames_failed`), :meth:`frames_note` says so for the
+  query shown;
 - **messages**: errors and notices for the status line (a malformed query, a refused label).
 
 Listeners (:meth:`subscribe`) are called with a :class:`Change` after every change. Every
@@ -455,9 +457,31 @@ class LabelingModel:
         return True
 
     def on_frames_failed(self, segment_id: str, reason: str) -> None:
-        """No frames for ``segment_id`` (drawn from its observations instead)."""
+        """No frames for ``segment_id`` (drawn from its observations instead); the query
+        shown says so (:meth:`frames_note`)."""
+        if not any(s.segment_id == segment_id for s in self._on_display()):
+            return
+        self.frames.fail(segment_id, reason)
         self.report('info', f'no frames for segment {segment_id!r} ({reason}); showing its '
                             'trajectory')
+        self._notify(Change.FRAMES)
+
+    def frames_note(self) -> str | None:
+        """For the query shown: which clip's camera frames cannot be had and why (None: all
+        there, or still asked for)."""
+        q = self.current
+        if q is None:
+            return None
+        missing = []
+        for name, segment in (('A (left)', q.left), ('B (right)', q.right)):
+            reason = (self.frames.failure(segment.segment_id)
+                      if self.displayed(segment).frames is None else None)
+            if reason is not None:
+                missing.append(f'clip {name}: {reason}')
+        if not missing:
+            return None
+        return ('No camera frames for ' + '; '.join(missing)
+                + '. Both clips are drawn from their recorded states instead.')
 
     def displayed(self, segment: Segment) -> Segment:
         """``segment`` with the frames that arrived for it, if any."""

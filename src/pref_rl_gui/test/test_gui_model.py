@@ -236,6 +236,27 @@ def test_bad_inputs_are_reported_and_frames_checked(model_factory, clock, query_
     assert model.episode.index == 2  # joined mid-episode: never shown
 
 
+def test_frames_that_cannot_be_had_are_noted_on_the_query_shown(model_factory,
+                                                               query_factory):
+    model, _ = model_factory()
+    for k in range(2):
+        model.add_query(query_factory(f'q{k}'))
+    assert model.frames_wanted() == ['q0-l', 'q0-r', 'q1-l', 'q1-r']
+    assert model.frames_note() is None  # asked for, not failed
+    model.on_frames('q0-r', np.zeros((2, 8, 8, 3), np.uint8), 5)
+    model.on_frames_failed('q0-l', "segment 'q0-l' is not in the cache")
+    note = model.frames_note()
+    assert note is not None and "clip A (left): segment 'q0-l' is not in the cache" in note
+    assert 'clip B' not in note and 'recorded states' in note
+    assert model.frames_wanted() == []  # a failed segment is not asked for again
+    model.on_frames_failed('not-shown', 'timed out')  # no longer on display: ignored
+    assert model.frames.failure('not-shown') is None
+    model.answer(Choice.LEFT)  # the next query: its frames were not refused
+    assert model.current.query_id == 'q1' and model.frames_note() is None
+    model.on_frames_failed('q1-r', 'timed out')
+    assert 'clip B (right): timed out' in model.frames_note()
+
+
 def test_a_failed_outbox_write_keeps_the_query_shown(model_factory, query_factory):
     model, sink = model_factory()
     model.add_query(query_factory('q0'))

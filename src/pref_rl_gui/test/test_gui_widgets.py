@@ -112,6 +112,15 @@ def test_frames_are_painted_and_state_only_clips_drawn(qtbot, window, query_fact
     assert not w.left_view.clip.has_frames  # until both sides have frames, both are drawn
     assert model.on_frames('plain-r', np.full((2, 8, 8, 3), 100, np.uint8), 5)
     assert w.left_view.clip.has_frames and w.right_view.clip.has_frames
+    assert not w.frames_note.isVisibleTo(w)
+    # Frames that cannot be had: both clips drawn, and a note on the query says why.
+    model.answer(Choice.LEFT)
+    model.add_query(query_factory('evicted'))
+    assert not w.frames_note.isVisibleTo(w)
+    model.on_frames('evicted-l', np.full((2, 8, 8, 3), 200, np.uint8), 5)
+    model.on_frames_failed('evicted-r', "segment 'evicted-r' is not in the cache")
+    assert w.frames_note.isVisibleTo(w) and not w.right_view.clip.has_frames
+    assert "clip B (right): segment 'evicted-r' is not in the cache" in w.frames_note.text()
     # The last full episode appears in its pane.
     for k in range(2):
         model.on_segment(segment_factory(f'e{k}', start_step=10 * k, end=(k == 1)))

@@ -14,8 +14,9 @@ Interface (names relative, remappable):
   for the last full episode);
 - calls ``submit_label`` (SubmitLabel; ``submit_service``), one label at a time, abandoning a
   call after ``call_timeout_s``; polls the service's availability every 0.2 s;
-- calls ``robot/get_segment_frames`` (GetSegmentFrames; ``frames_service``) for segments on
-  display that came without frames.
+- calls ``robot/get_segment_frames`` (GetSegmentFrames; ``frames_service``, ``SERVICE`` QoS)
+  for segments on display that came without frames; a refusal, a timeout or no service is
+  reported (``frames_failed``) and the window notes it on the query.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pref_rl_learner.ros.conversions import (
     status_from_ros,
 )
 from pref_rl_learner.ros.params import declare_config
-from pref_rl_learner.ros.qos import LATCHED, STREAM
+from pref_rl_learner.ros.qos import LATCHED, SERVICE, STREAM
 from pref_rl_learner.types import LearnerStatus, PreferenceLabel, PreferenceQuery, Segment
 from pref_rl_msgs.msg import LearnerStatus as LearnerStatusMsg
 from pref_rl_msgs.msg import PreferenceQuery as PreferenceQueryMsg
@@ -75,7 +76,8 @@ class LabelerNode(Node):
         self._available: bool | None = None
         self.queries_rejected = 0
         self.submit_client = self.create_client(SubmitLabel, c.submit_service)
-        self.frames_client = (self.create_client(GetSegmentFrames, c.frames_service)
+        self.frames_client = (self.create_client(GetSegmentFrames, c.frames_service,
+                                                 qos_profile=SERVICE)
                               if c.frames_service else None)
         self.create_subscription(PreferenceQueryMsg, 'queries', self.on_query, STREAM)
         self.create_subscription(LearnerStatusMsg, 'learner_status', self.on_status, LATCHED)

@@ -63,6 +63,8 @@ BUTTONS = (('left', '← / A\nLeft is better'), ('equal', '↓ / S\nEqually good
 CONTROLS = (('replay', 'R  Replay'), ('pause', 'P  Pause'), ('undo', 'U / Ctrl+Z  Undo'))
 _BANNER_STYLE = ('background: #b3261e; color: white; font-weight: bold; padding: 8px; '
                  'border-radius: 4px;')
+_FRAMES_NOTE_STYLE = ('background: #5f4b00; color: #fdd663; padding: 6px; '
+                      'border-radius: 4px;')
 _LEVEL_COLORS = {'info': '#e8eaed', 'warning': '#fdd663', 'error': '#f28b82'}
 
 
@@ -109,6 +111,11 @@ class LabelerWindow(QMainWindow):
         clips.addWidget(self.left_view)
         clips.addWidget(self.right_view)
         outer.addLayout(clips, 5)
+        self.frames_note = QLabel()  # why the query shown has no camera frames
+        self.frames_note.setStyleSheet(_FRAMES_NOTE_STYLE)
+        self.frames_note.setWordWrap(True)
+        self.frames_note.setVisible(False)
+        outer.addWidget(self.frames_note)
         self.player = ClipPlayer([self.left_view, self.right_view], c.playback_steps_per_s,
                                  c.loop_pause_s, self)
 
@@ -253,6 +260,9 @@ class LabelerWindow(QMainWindow):
         enabled = q is not None
         for action in ('left', 'right', 'equal', 'incomparable', 'skip'):
             self.buttons[action].setEnabled(enabled)
+        note = self.model.frames_note()
+        self.frames_note.setVisible(note is not None)
+        self.frames_note.setText(note or '')
         if q is None:
             self.query_label.setText('<b>No query waiting</b>')
         else:

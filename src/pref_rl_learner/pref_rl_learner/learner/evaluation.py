@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,12 @@ class SessionEvaluator:
         self.history: list[dict[str, float]] = []
         """Every logged evaluation of the run, oldest first (read back on resume)."""
         self._reported = 0
+        self._figure_sources: list[Callable[[], Mapping[str, Any]]] = []
+
+    def add_figures(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        """Have :meth:`finish` add ``source()``'s figures to the summary (a driver's own
+        counts, e.g. the ROS learner's queries with frames); the core's figures win a clash."""
+        self._figure_sources.append(source)
 
     @property
     def env(self) -> gym.Env:
@@ -116,7 +122,8 @@ class SessionEvaluator:
         return new
 
     def finish(self, figures: Mapping[str, Any]) -> dict[str, Any]:
-        """Write ``summary.json`` (first vs last evaluation plus ``figures``) and the plot.
+        """Write ``summary.json`` (first vs last evaluation plus ``figures`` and those of
+        every :meth:`add_figures` source) and the plot.
 
         Returns the summary.
         """
@@ -129,6 +136,7 @@ class SessionEvaluator:
             'eval_return_before': first.get('return', math.nan),
             'eval_return_after': last.get('return', math.nan),
             'evaluations': len(self.history),
+            **{k: v for source in self._figure_sources for k, v in source().items()},
             **figures,
         }
         summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)

@@ -22,9 +22,13 @@ docstring):
 - ``checkpoint_interval_s`` (float, 300): periodic checkpoints; 0 disables them.
 - ``publish_period_s`` (float, 0.05): how often new queries, weights and a changed status
   are published.
-- ``frames_service`` (str, ``robot/get_segment_frames``), ``frames_timeout_s`` (float, 1.0):
-  before a query is published the frames of both segments are asked from the robot; if the
-  service is absent, fails or is late the query goes out without frames.
+- ``frames_service`` (str, ``robot/get_segment_frames``), ``frames_timeout_s`` (float, 1.0),
+  ``frames_max_in_flight`` (int, 8), ``frames_retries`` (int, 1): before a query is
+  published the frames of both segments are asked from the robot, at most
+  ``frames_max_in_flight`` requests at a time, each asked again if unanswered within
+  ``frames_timeout_s`` (:mod:`pref_rl_learner.ros.frames`). A side the robot has no frames
+  for (refused, unusable, unanswered, no service) is logged and counted, and its query goes
+  out without them; the summary reports the fraction of queries with frames on both sides.
 - ``republish_period_s`` (float, 30): unanswered queries are published again this often
   (a labeller that started late still gets them; answers are idempotent); 0: never.
 - ``torch_threads`` (int, 1): torch intra-op threads; 0 leaves torch's default.
@@ -74,7 +78,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from rclpy.node import Node
 
 from pref_rl_learner.config import ConfigError
@@ -90,10 +93,11 @@ from pref_rl_learner.ros.conversions import (
     status_to_ros,
     weights_to_ros,
 )
+from pref_rl_learner.ros.frames import FramesFetcher, check_frames_config
 from pref_rl_learner.ros.node_main import NodeExit, run_node
 from pref_rl_learner.ros.params import declare_config
-from pref_rl_learner.ros.qos import LATCHED, STREAM
-from pref_rl_learner.types import LearnerStatus, PreferenceQuery, Segment
+from pref_rl_learner.ros.qos import LATCHED, SERVICE, STREAM
+from pref_rl_learner.types import LearnerStatus
 from pref_rl_msgs.msg import LearnerStatus as LearnerStatusMsg
 from pref_rl_msgs.msg import PolicyWeights as PolicyWeightsMsg
 from pref_rl_msgs.msg import PreferenceLabel as PreferenceLabelMsg
@@ -124,7 +128,13 @@ class LearnerNodeConfig:
     frames_service: str = 'robot/get_segment_frames'
     """GetSegmentFrames service asked for the frames of queried segments ('' : never)."""
     frames_timeout_s: float = 1.0
-    """A query waits at most this long for its frames, then goes out without them."""
+    """A frames request waits at most this long for its answer, then is asked again (or
+    its query goes out without those frames)."""
+    frames_max_in_flight: int = 8
+    """Frames requests in flight at most (below the service queue's depth: a burst beyond
+    it is never answered)."""
+    frames_retries: int = 1
+    """How often an unanswered frames request is sent again."""
     republish_period_s: float = 30.0
     """Publish unanswered queries again this often, seconds (0: only once)."""
     torch_threads: int = 1
@@ -139,6 +149,9 @@ class LearnerNodeConfig:
                 raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
         if not self.publish_period_s > 0:
             raise ConfigError(f'publish_period_s must be > 0, got {self.publish_period_s}')
+        if self.frames_service:
+            check_frames_config(self.frames_timeout_s, self.frames_max_in_flight,
+                                self.frames_retries)
 
 
 def _train_config(c: LearnerNodeConfig) -> TrainConfig:
@@ -159,15 +172,6 @@ def _train_config(c: LearnerNodeConfig) -> TrainConfig:
     return train
 
 
-@dataclass
-class _Outgoing:
-    """A query waiting for the frames of its segments."""
-
-    query: PreferenceQuery
-    futures: dict
-    deadline: float
-
-
 class LearnerNode(Node):
     """The ``learner`` node; ``kwargs`` go to :class:`rclpy.node.Node` (parameter overrides)."""
 
@@ -184,7 +188,6 @@ class LearnerNode(Node):
                                 evaluator=SessionEvaluator(train, run_dir))
         self.segments_rejected = 0
         self.labels_rejected = 0
-        self._outgoing: list[_Outgoing] = []
         self._last_status: str | None = None
         self._last_republish = time.monotonic()
         self._destroyed = False
@@ -196,8 +199,13 @@ class LearnerNode(Node):
         self.create_subscription(SegmentMsg, 'segments', self.on_segment, STREAM)
         self.create_service(SubmitLabel, 'submit_label', self.on_submit_label)
         self.create_service(SaveCheckpoint, '~/save_checkpoint', self.on_save_checkpoint)
-        self.frames_client = (self.create_client(GetSegmentFrames, c.frames_service)
+        self.frames_client = (self.create_client(GetSegmentFrames, c.frames_service,
+                                                 qos_profile=SERVICE)
                               if c.frames_service else None)
+        self.frames = FramesFetcher(self.frames_client, c.frames_timeout_s,
+                                    c.frames_max_in_flight, c.frames_retries, self.get_logger())
+        if self.core.evaluator is not None:  # the summary reports the frames fraction
+            self.core.evaluator.add_figures(self.frames.figures)
         self.create_timer(c.publish_period_s, self.on_publish_timer)
         if c.checkpoint_interval_s:
             self.create_timer(c.checkpoint_interval_s, self.on_checkpoint_timer)
@@ -280,19 +288,14 @@ class LearnerNode(Node):
         period = self.node_config.republish_period_s
         if period and now - self._last_republish >= period:
             self._last_republish = now
-            waiting = {o.query.query_id for o in self._outgoing}
+            waiting = self.frames.waiting_ids()
             for query in self.core.pending_queries():
                 if query.query_id not in waiting:
                     self.query_pub.publish(query_to_ros(query))
         for query in self.core.take_queries():
-            self._outgoing.append(self._request_frames(query, now))
-        still = []
-        for out in self._outgoing:
-            if all(f.done() for f in out.futures.values()) or now >= out.deadline:
-                self.query_pub.publish(query_to_ros(self._with_frames(out)))
-            else:
-                still.append(out)
-        self._outgoing = still
+            self.frames.add(query)
+        for query in self.frames.poll():
+            self.query_pub.publish(query_to_ros(query))
         self.publish_status(only_if_changed=True)
 
     def _report_progress(self) -> None:
@@ -305,37 +308,6 @@ class LearnerNode(Node):
                 f"{int(row.get('queries', 0))} queries, {int(row.get('labelled', 0))} labels, "
                 f"reward model v{int(row.get('reward_model_version', 0))}, "
                 f"policy v{int(row.get('policy_version', 0))}")
-
-    def _request_frames(self, query: PreferenceQuery, now: float) -> _Outgoing:
-        futures = {}
-        client = self.frames_client
-        if client is not None and client.service_is_ready():
-            for side in ('left', 'right'):
-                segment = getattr(query, side)
-                if segment.frames is None:
-                    futures[side] = client.call_async(
-                        GetSegmentFrames.Request(segment_id=segment.segment_id))
-        return _Outgoing(query, futures, now + self.node_config.frames_timeout_s)
-
-    def _with_frames(self, out: _Outgoing) -> PreferenceQuery:
-        sides = {}
-        for side, future in out.futures.items():
-            if not future.done():
-                future.cancel()
-                continue
-            response = future.result()
-            segment: Segment = getattr(out.query, side)
-            if response is None or not response.success:
-                continue
-            try:
-                frames = np.frombuffer(response.frames, dtype=np.uint8).reshape(
-                    -1, *tuple(response.frame_shape))
-                sides[side] = dataclasses.replace(segment, frames=frames,
-                                                  frame_stride=int(response.frame_stride))
-            except (ValueError, PrefRLError) as err:
-                self.get_logger().warning(f'frames of segment {segment.segment_id!r} '
-                                          f'unusable: {err}')
-        return dataclasses.replace(out.query, **sides) if sides else out.query
 
     def publish_status(self, only_if_changed: bool = False) -> LearnerStatus:
         """Publish ``learner_status`` (with ``only_if_changed``: unless nothing changed)."""
@@ -392,7 +364,9 @@ def _summary_line(summary: dict) -> str:
     return (f"held-out success {fig('eval_success_before')} -> {fig('eval_success_after')} "
             f"(return {fig('eval_return_before')} -> {fig('eval_return_after')}), "
             f"{fig('env_steps')} env steps, {fig('queries_asked')} queries asked, "
-            f"{fig('labels_stored')} labels stored, reward model v"
+            f"{fig('labels_stored')} labels stored, frames on both sides of "
+            f"{fig('frames_queries_with_both')} of {fig('frames_queries_asked')} queries "
+            f"({fig('frames_fraction')}), reward model v"
             f"{fig('reward_model_version')}, policy v{fig('policy_version')}; "
             f"summary.json and {fig('plot')}")
 

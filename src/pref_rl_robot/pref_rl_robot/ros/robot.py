@@ -12,7 +12,10 @@ Maps ROS onto :class:`pref_rl_robot.actor.Actor`, which holds all the logic:
   once a learner reported, counting from that moment; when the topic loses its publisher
   (the learner stopped or crashed) it waits for the next report and counts afresh, so a
   restarted learner is never owed segments it could not have received;
-- serves ``~/reset_episode``, ``~/set_estop`` and ``~/get_segment_frames``.
+- serves ``~/reset_episode``, ``~/set_estop`` and ``~/get_segment_frames``; the frames
+  service queues a burst of requests (the two segments of every query of a feedback session)
+  with the ``SERVICE`` QoS (:mod:`pref_rl_learner.ros.qos`): the default service queue keeps
+  only the last 10 requests, and requests beyond it were never answered.
 
 Stepping: with ``rate_hz`` = 0 (simulation) a zero-period timer steps as fast as flow control
 allows, in slices of at most ``step_slice_s`` so that subscriptions and services are served in
@@ -45,7 +48,7 @@ from pref_rl_learner.ros.conversions import (
 )
 from pref_rl_learner.ros.node_main import NodeExit, run_node
 from pref_rl_learner.ros.params import declare_config
-from pref_rl_learner.ros.qos import LATCHED, STREAM
+from pref_rl_learner.ros.qos import LATCHED, SERVICE, STREAM
 from pref_rl_msgs.msg import LearnerStatus, PolicyWeights, RobotStatus
 from pref_rl_msgs.msg import Segment as SegmentMsg
 from pref_rl_msgs.srv import GetSegmentFrames, ResetEpisode, SetEstop
@@ -113,7 +116,8 @@ class RobotNode(Node):
                                                     self.on_learner_status, LATCHED)
         self.create_service(ResetEpisode, '~/reset_episode', self.on_reset_episode)
         self.create_service(SetEstop, '~/set_estop', self.on_set_estop)
-        self.create_service(GetSegmentFrames, '~/get_segment_frames', self.on_get_frames)
+        self.create_service(GetSegmentFrames, '~/get_segment_frames', self.on_get_frames,
+                            qos_profile=SERVICE)
         rate = self.config.rate_hz
         self.step_timer = self.create_timer(1.0 / rate if rate else 0.0, self.on_step_timer)
         self.create_timer(self.config.hold_period_s, self.on_hold_timer)
