@@ -207,7 +207,7 @@ def test_pace_releases_answers_in_order(session):
     # answers are at least a pace apart, the first at least a pace after its query. (Not
     # (k + 1) paces of response time: under load the later queries arrive later.)
     assert labels[0].response_time_s >= pace - 0.03
-    for earlier, later in zip(labels, labels[1:]):
+    for earlier, later in zip(labels[:-1], labels[1:], strict=True):
         assert (later.stamp_ns - earlier.stamp_ns) / 1e9 >= pace - 0.03
         assert later.response_time_s >= pace - 0.03
 
