@@ -187,3 +187,22 @@ def test_every_driver_trains_on_every_label_by_default(tmp_path):
         store.close()
     assert split['val'] == 0 and split['train'] == counts.labelled > 0
     assert np.isfinite(read_csv(tmp_path / 'feedback.csv')['train_accuracy']).all()
+
+
+def test_a_small_buffer_never_asks_the_same_pair_twice_in_a_session(tmp_path):
+    # With few segments the random draw repeats pairs; pref-rl train used to store both
+    # copies and fail with DuplicatePairError ("already asked as query ...").
+    config = tiny(total_steps=300, seed_steps=256, unsupervised_steps=0, eval_interval_steps=300,
+                  schedule=dataclasses.replace(tiny().schedule, queries_per_session=30,
+                                               total_budget=30),
+                  query=QuerySelectionConfig(sampler='uniform', pool_multiplier=10))
+    trainer = PebbleTrainer(config, tmp_path)
+    trainer.run()
+    store = trainer.store.__class__.open(tmp_path / 'preferences')
+    try:
+        pairs = [frozenset((store.query(f'session0000-q{j:03d}').left.segment_id,
+                            store.query(f'session0000-q{j:03d}').right.segment_id))
+                 for j in range(30)]
+    finally:
+        store.close()
+    assert len(set(pairs)) == 30

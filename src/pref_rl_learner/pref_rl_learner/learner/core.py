@@ -59,7 +59,7 @@ from pref_rl_learner.learner.state import CHECKPOINT_NAME, FORMAT, LearnerState
 from pref_rl_learner.pebble.config import TrainConfig, to_mapping
 from pref_rl_learner.pebble.feedback import query_id
 from pref_rl_learner.pebble.learning import PebbleLearning, UpdateKind
-from pref_rl_learner.pebble.reward_learning import labelled_pairs
+from pref_rl_learner.pebble.reward_learning import labelled_pairs, unasked_pairs
 from pref_rl_learner.preferences.store import PreferenceStore
 from pref_rl_learner.reward.training import TrainingReport
 from pref_rl_learner.schedule import FeedbackBudget
@@ -445,12 +445,7 @@ class LearnerCore:
         """Up to ``pool`` never-asked pairs of distinct stored segments."""
         with self._data:
             pairs, segments = self.segments.draw_pairs(pool, self.learning.rng)
-        keep, seen = [], set()
-        for i, (a, b) in enumerate(segments):
-            key = frozenset((a.segment_id, b.segment_id))
-            if key not in seen and not self.store.has_pair(a.segment_id, b.segment_id):
-                seen.add(key)
-                keep.append(i)
+        keep = unasked_pairs([(a.segment_id, b.segment_id) for a, b in segments], self.store)
         index = np.asarray(keep, dtype=np.int64)
         return pairs.take(index), [segments[i] for i in keep]
 

@@ -18,7 +18,7 @@ from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.fewshot.adapt import FewShotReport
 from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.learning import PebbleLearning
-from pref_rl_learner.pebble.reward_learning import labelled_pairs
+from pref_rl_learner.pebble.reward_learning import labelled_pairs, unasked_pairs
 from pref_rl_learner.preferences.store import PreferenceStore
 from pref_rl_learner.run_log import RunLog
 from pref_rl_learner.teacher import ScriptedTeacher
@@ -81,13 +81,9 @@ class FeedbackSession:
         ids = np.stack([draw.start_indices[left], draw.start_indices[right]], axis=1)
         if self._replayable is None:
             self._replayable = self._stored_ahead()
-        keep = []
-        for i in range(pool):
-            a, b = segment_id(ids[i, 0]), segment_id(ids[i, 1])
-            if a != b and (not self.store.has_pair(a, b)
-                           or frozenset((a, b)) in self._replayable):
-                keep.append(i)
-        keep = np.asarray(keep, dtype=np.int64)
+        keep = np.asarray(unasked_pairs(
+            [(segment_id(ids[i, 0]), segment_id(ids[i, 1])) for i in range(pool)],
+            self.store, self._replayable), dtype=np.int64)
         pairs = SegmentPairs(
             draw.observations[left], draw.actions[left],
             draw.observations[right], draw.actions[right],

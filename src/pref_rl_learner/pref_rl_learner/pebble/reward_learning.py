@@ -12,7 +12,7 @@ normalised reward and the validation split that adaptive L2 needs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +59,21 @@ def labelled_pairs(store: PreferenceStore) -> SegmentPairs | None:
         return None
     return SegmentPairs(*(np.concatenate([a, b]) for a, b in
                           zip(train[:4], val[:4], strict=True)))
+
+
+def unasked_pairs(ids: Sequence[tuple[str, str]], store: PreferenceStore,
+                  reusable: Collection[frozenset[str]] = frozenset()) -> list[int]:
+    """Indices of the candidate pairs (segment-id pairs) that may be asked: two distinct
+    segments, a pair the store never asked (unless in ``reusable``: a resumed run replaying
+    its stored sessions), each unordered pair once even when the draw repeats it."""
+    keep, seen = [], set()
+    for index, (a, b) in enumerate(ids):
+        key = frozenset((a, b))
+        if a == b or key in seen or (store.has_pair(a, b) and key not in reusable):
+            continue
+        seen.add(key)
+        keep.append(index)
+    return keep
 
 
 class PreferenceLearning:
