@@ -90,9 +90,15 @@ class BatchedMLP(nn.Module):
         """The weight matrices."""
         return (linear.weight for linear in self.linears)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` (in (−1, 1) with tanh)."""
-        kernel = self.kernel
+    def forward(self, x: torch.Tensor, kernel: str | None = None) -> torch.Tensor:
+        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` (in (−1, 1) with tanh).
+
+        ``kernel`` overrides the configured one for this call. ``stacked`` also evaluates
+        weights stacked for more networks than ``M`` (e.g. tasks × members in MAML, through
+        :func:`torch.func.functional_call`), given inputs ``[len(weights), K, in]``, as long
+        as there is no batch norm.
+        """
+        kernel = kernel or self.kernel
         if kernel == 'auto':
             kernel = 'stacked' if x.device.type == 'cuda' else 'per_member'
         if kernel == 'per_member':
