@@ -292,7 +292,8 @@ def stack_tasks(tasks: Sequence[PairTensors]) -> tuple[PairTensors, torch.Tensor
                           pad([t.actions for t in tasks], batch_first=True),
                           pad([t.targets for t in tasks], batch_first=True))
     rows = torch.arange(stacked.targets.shape[1], device=counts.device)
-    weights = (rows[None] < counts[:, None]).float() / counts.clamp(min=1)[:, None].float()
+    dtype = stacked.targets.dtype
+    weights = (rows[None] < counts[:, None]).to(dtype) / counts.clamp(min=1)[:, None].to(dtype)
     return stacked, weights
 
 

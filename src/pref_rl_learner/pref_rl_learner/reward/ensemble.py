@@ -232,12 +232,14 @@ class RewardEnsemble(nn.Module):
     def vector_features(self, observations: torch.Tensor,
                         actions: torch.Tensor | None = None) -> torch.Tensor:
         """The MLP head's input for vector observations: ``[*B, *obs]`` (and actions
-        ``[*B, action_dim]`` with ``inputs == 'state_action'``) -> ``[*B, features]``, float32
-        on the model's device. Any leading dimensions (members, tasks, rows) pass through."""
+        ``[*B, action_dim]`` with ``inputs == 'state_action'``) -> ``[*B, features]`` on the
+        model's device, in its floating dtype (float32 unless converted). Any leading
+        dimensions (members, tasks, rows) pass through."""
         lead = observations.shape[:observations.dim() - len(self.observation_shape)]
-        features = observations.to(self.device, non_blocking=True).reshape(*lead, -1).float()
+        dtype = self.head.linears[0].weight.dtype
+        features = observations.to(self.device, dtype, non_blocking=True).reshape(*lead, -1)
         if self.config.inputs == 'state_action':
-            act = actions.to(self.device, dtype=torch.float32, non_blocking=True)
+            act = actions.to(self.device, dtype, non_blocking=True)
             features = torch.cat([features, act.reshape(*lead, self.action_dim)], dim=-1)
         return features
 
