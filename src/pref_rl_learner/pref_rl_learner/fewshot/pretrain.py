@@ -34,6 +34,7 @@ from pref_rl_learner.fewshot.dataset import MultiTaskDataset
 from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, pair_accuracy
 from pref_rl_learner.fewshot.meta_checkpoint import read_pretrain_state, save_meta_checkpoint
 from pref_rl_learner.fewshot.task_pairs import PretrainError, TaskPairSampler
+from pref_rl_learner.host_memory import retain_freed_memory
 from pref_rl_learner.reward.ensemble import RewardEnsemble, RewardModelConfig
 from pref_rl_learner.reward.training import PairTensors
 from pref_rl_learner.run_log import RunLog
@@ -198,6 +199,8 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
     model = RewardEnsemble(sampler.observation_shape, sampler.action_dim, config.reward_model,
                            seed=config.seed)
     sampler.check_model(model)
+    if model.device.type == 'cpu':
+        retain_freed_memory()  # no page faults on each outer step's fresh activations
     maml = MAML(model, config.maml)
     optimizer = torch.optim.Adam(maml.meta_parameters(), lr=config.outer_lr)
     mapping = dataclasses.asdict(config)
