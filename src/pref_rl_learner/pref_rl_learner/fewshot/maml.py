@@ -42,7 +42,8 @@ from pref_rl_learner.reward.training import PairTensors, preference_loss
 
 Params = dict[str, torch.Tensor]
 """Parameters of the ensemble by ``named_parameters`` name."""
-_HEAD_LINEARS = 'head.linears.'
+_HEAD = 'head.'
+_HEAD_LINEARS = _HEAD + 'linears.'
 """Name prefix of the stacked linear layers of the ensemble's MLP head."""
 
 
@@ -205,29 +206,35 @@ class MAML:
 
         params = {n: per_task_member(p) for n, p in self.model.named_parameters()}
         inner_lrs = {n: per_task_member(lr) for n, lr in self.inner_lrs.items()}
-        second_order = not self.config.first_order
+        support_features = self._stacked_features(support)
+        head = self.model.head
         for _ in range(self.config.inner_steps):
             # Σ_𝒯 Σ_m mean_n ℓ: slice (𝒯, m) of each gradient is ∇ℒ_𝒯m of its own copy alone.
-            loss = self._weighted_loss(params, support, support_weights)[0].sum()
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=second_order)
-            params = {n: p - inner_lrs[n] * g
-                      for (n, p), g in zip(params.items(), grads, strict=True)}
-        per_task, logits = self._weighted_loss(params, query, query_weights)
+            grads = head.stacked_gradients(
+                _head_names(params), support_features,
+                lambda rewards: self._task_losses(rewards, support, support_weights)[0].sum(),
+                create_graph=not self.config.first_order)
+            params = {n: p - inner_lrs[n] * grads[n[len(_HEAD):]] for n, p in params.items()}
+        rewards = functional_call(head, _head_names(params), (self._stacked_features(query),),
+                                  {'kernel': 'stacked'})
+        per_task, logits = self._task_losses(rewards, query, query_weights)
         accuracy = pair_accuracies(logits, query.targets, query_weights > 0).nanmean()
         return per_task.sum(dim=1).mean(), accuracy
 
-    def _weighted_loss(self, params: Params, data: PairTensors, weights: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Σ_n w_n ℓ_n per task and member ``[T, M]``, logits ``[T, M, N]``) of the stacked
-        weights ``params`` ``[T·M, ...]`` on the stacked tasks ``data``."""
-        tasks, pairs, _, steps = data.observations.shape[:4]
-        members = self.model.ensemble_size
+    def _stacked_features(self, data: PairTensors) -> torch.Tensor:
+        """Stacked tasks' steps ``[T, N, 2, L, ...]`` as every task-member copy's input
+        ``[T·M, N·2·L, F]``."""
+        tasks = data.observations.shape[0]
         features = self.model.vector_features(data.observations, data.actions)
-        features = features.reshape(tasks, 1, pairs * 2 * steps, -1)
-        features = features.expand(-1, members, -1, -1).flatten(0, 1)  # [T·M, N·2·L, F]
-        head = {n[len('head.'):]: p for n, p in params.items()}
-        rewards = functional_call(self.model.head, head, (features,), {'kernel': 'stacked'})
-        returns = rewards.reshape(tasks, members, pairs, 2, steps).sum(dim=-1)
+        features = features.reshape(tasks, 1, -1, features.shape[-1])
+        return features.expand(-1, self.model.ensemble_size, -1, -1).flatten(0, 1)
+
+    def _task_losses(self, rewards: torch.Tensor, data: PairTensors, weights: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ_n w_n ℓ_n per task and member ``[T, M]``, logits ``[T, M, N]``) from the
+        per-step rewards ``[T·M, N·2·L]`` of the stacked tasks ``data``."""
+        tasks, pairs, _, steps = data.observations.shape[:4]
+        returns = rewards.reshape(tasks, -1, pairs, 2, steps).sum(dim=-1)
         logits = returns[..., 1] - returns[..., 0]  # [T, M, N]
         per_pair = preference_loss(logits, data.targets[:, None].expand_as(logits),
                                    self.config.random_response)
@@ -262,6 +269,11 @@ class MAML:
                                      f'{tuple(saved[name].shape)}, model {tuple(lr.shape)}')
             with torch.no_grad():
                 lr.copy_(saved[name])
+
+
+def _head_names(params: Params) -> Params:
+    """The ensemble's parameters named as parameters of its head module."""
+    return {n[len(_HEAD):]: p for n, p in params.items()}
 
 
 def pair_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
