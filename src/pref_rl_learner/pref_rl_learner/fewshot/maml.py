@@ -19,9 +19,10 @@ meta-initialisations and their disagreement still ranks queries after adaptation
 
 Meta-training runs a whole meta-batch as one computation (:meth:`MAML.meta_batch_loss`): the
 ``T`` tasks' copies of the ``M`` members are ``T·M`` networks whose weights are stacked
-``[T·M, in, out]``, so every layer of every inner step, of its exact second-order backward and
-of the query pass is one batched matrix product for all tasks and members, and nothing is read
-back to Python.
+``[T·M, in, out]``, so every layer of every inner step (gradients by explicit
+backpropagation, differentiable: the second-order terms stay exact), of the query pass and of
+the meta-gradient is one batched matrix product for all tasks and members, and nothing is
+read back to Python.
 """
 
 from __future__ import annotations
@@ -200,9 +201,9 @@ class MAML:
         support, support_weights = stack_tasks(supports)
         query, query_weights = stack_tasks(queries)
 
-        def per_task_member(t: torch.Tensor) -> torch.Tensor:
-            """``[M, ...]`` -> ``[T·M, ...]``: task ``t``'s copy of member ``m`` at ``t·M + m``."""
-            return t.unsqueeze(0).expand(tasks, *t.shape).reshape(tasks * members, *t.shape[1:])
+        def per_task_member(x: torch.Tensor) -> torch.Tensor:
+            """``[M, ...]`` -> ``[T·M, ...]``: task 𝒯's copy of member ``m`` at ``𝒯·M + m``."""
+            return x.unsqueeze(0).expand(tasks, *x.shape).reshape(tasks * members, *x.shape[1:])
 
         params = {n: per_task_member(p) for n, p in self.model.named_parameters()}
         inner_lrs = {n: per_task_member(lr) for n, lr in self.inner_lrs.items()}
