@@ -19,10 +19,11 @@ the oracle scripted teacher, as in ``pref-rl pretrain``.
 
 Each outer step includes drawing and labelling its meta-batch and the Adam step. Trials of
 ``steps`` outer steps alternate between the three in one process (a shared machine slows all
-alike); figures are medians, wall clock, at 1 and 2 torch threads. Accuracy at equal steps:
-both variants pretrain from the same seed for the same number of steps and are evaluated on
-the same fixed held-out draws (``pretrain.evaluate``: accuracy of the ensemble mean on the
-query pairs after adapting on the support pairs, and before adapting).
+alike); figures are medians, wall clock, at the torch thread counts of ``--threads`` (1 and
+2 by default). Accuracy at equal steps: both variants pretrain from the same seed for the
+same number of steps and are evaluated on the same fixed held-out draws
+(``pretrain.evaluate``: accuracy of the ensemble mean on the query pairs after adapting on
+the support pairs, and before adapting).
 Run: scripts/bench maml_pretrain (or python bench/maml_pretrain.py inside scripts/env.sh).
 """
 
@@ -163,6 +164,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='fewer trials (smoke run)')
     parser.add_argument('--no-write', action='store_true', help='print only')
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2],
+                        help='torch thread counts to measure speed at')
     args = parser.parse_args()
     steps, trials, budget, every = (3, 2, 20, 10) if args.quick else (10, 7, 400, 100)
     dataset = point_mass_family()
@@ -170,7 +173,7 @@ def main() -> None:
     figures: dict = {'config': str(CONFIG.relative_to(ROOT)), 'outer_steps_per_trial': steps,
                      'trials': trials}
     load_before = os.getloadavg()[0]
-    for threads in (1, 2):
+    for threads in args.threads:
         result = speed(dataset, config, threads, steps, trials)
         key = f'{threads}thread'
         figures['outer_step_gflop'] = round(result['gflop'], 3)
