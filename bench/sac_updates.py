@@ -24,8 +24,10 @@ backpropagates the actor loss through the minimising critic only (row by row), r
 critics as one batched matmul per layer, and uses fused Adam, one foreach Polyak update and
 no per-step reads back to Python. The ratio to the peer is therefore bounded by the FLOP
 ratio times the efficiency ratio; 2x the peer would need updates faster than the fp32 matmul
-limit of our own (smaller) product list. Inductor's ``torch.compile`` takes about a minute to
-compile and fuses only the elementwise remainder, which is not where the time goes.
+limit of our own (smaller) product list. Inductor's ``torch.compile`` takes about 50 s to
+compile cold (``torch_compile_first_call_s`` is about 10 s from its on-disk cache) and fuses
+only the elementwise remainder, which is not where the time goes: it is not used. Nor are
+per-member ``addmm`` critics (measured no faster than the batched ``baddbmm`` here).
 Run: scripts/bench sac_updates (or python bench/sac_updates.py inside scripts/env.sh).
 """
 
