@@ -48,3 +48,58 @@ def percentile(values: list[float], q: float) -> float:
         return float('nan')
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+Gemm = tuple[int, int, int]
+"""A matrix product ``[m, k] @ [k, n]`` by its sizes ``(m, k, n)``; it costs ``2 m k n`` FLOP."""
+
+
+def gemm_flop(shapes: list[Gemm]) -> int:
+    """Floating-point operations of the products ``shapes`` (a multiply-add counts as 2)."""
+    return sum(2 * m * k * n for m, k, n in shapes)
+
+
+def gemm_replay(shapes: list[Gemm]):
+    """A function running exactly the products ``shapes``, in order, as fp32 ``torch.mm`` on
+    preallocated operands: the machine's matmul limit for a workload of these shapes (no
+    allocation, no elementwise work, nothing between the kernels but the loop). Products of
+    one shape share their operands, so they are as hot in cache as a steady GEMM loop's."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    operands = {shape: (torch.randn(shape[0], shape[1], generator=generator),
+                        torch.randn(shape[1], shape[2], generator=generator),
+                        torch.empty(shape[0], shape[2])) for shape in set(shapes)}
+    sequence = [operands[shape] for shape in shapes]
+
+    def run(repeats: int) -> None:
+        for _ in range(repeats):
+            for a, b, out in sequence:
+                torch.mm(a, b, out=out)
+    return run
+
+
+def capture_gemms(fn) -> list[Gemm]:
+    """The matrix products ``fn()`` runs (forward and backward, higher-order ones included),
+    each batch element of a batched product listed on its own: what its FLOPs are counted
+    from and what :func:`gemm_replay` replays as the limit."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    shapes: list[Gemm] = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            packet = getattr(func, 'overloadpacket', None)
+            if packet in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):
+                a, b = (args[0], args[1]) if packet in (aten.mm, aten.bmm) else args[1:3]
+                if a.dim() == 3:
+                    shapes.extend([(a.shape[1], a.shape[2], b.shape[2])] * a.shape[0])
+                else:
+                    shapes.append((a.shape[0], a.shape[1], b.shape[1]))
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        fn()
+    return shapes

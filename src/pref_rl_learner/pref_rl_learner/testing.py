@@ -54,3 +54,21 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def maml_meta_gradient_by_loop(maml, supports, queries) -> tuple[float, float]:
+    """The MAML outer step's gradient as pretraining computed it before tasks were batched
+    (the reference the batched :meth:`~pref_rl_learner.fewshot.maml.MAML.meta_batch_loss` is
+    tested and benchmarked against): task after task, the per-task meta-loss through
+    :meth:`~pref_rl_learner.fewshot.maml.MAML.meta_loss` (members through the ensemble's
+    own kernel), its backward accumulated into ``.grad`` scaled by 1/T, and the figures read
+    back per task. Returns (mean query loss per member, mean query accuracy)."""
+    from pref_rl_learner.fewshot.maml import pair_accuracy
+
+    losses, accuracies = [], []
+    for support, query in zip(supports, queries, strict=True):
+        loss, logits = maml.meta_loss(support, query)
+        (loss / len(supports)).backward()  # one graph at a time: memory of one task
+        losses.append(float(loss.detach()) / maml.model.ensemble_size)
+        accuracies.append(pair_accuracy(logits, query.targets))
+    return float(np.mean(losses)), float(np.nanmean(accuracies))

@@ -35,8 +35,8 @@ from pref_rl_learner.reward import (
     RewardTrainer,
     RewardTrainingConfig,
 )
-from pref_rl_learner.reward.training import pair_tensors
-from pref_rl_learner.testing import one_torch_thread
+from pref_rl_learner.reward.training import PairTensors, pair_tensors
+from pref_rl_learner.testing import maml_meta_gradient_by_loop, one_torch_thread
 
 DIM, STEPS, TILT = 6, 1, math.radians(10)
 MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32], 'member_batching': 'stacked'}
@@ -228,3 +228,91 @@ def test_state_dict_restores_meta_init_and_learning_rates(meta_init):
     for p, q in zip(trainer.model.parameters(), restored.model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert restored.counts == trainer.counts
+
+
+def random_tasks(model: RewardEnsemble, counts: tuple[int, ...], seed: int, steps: int = 3,
+                 dtype: torch.dtype = torch.float32) -> list[PairTensors]:
+    """Tasks of random pairs, ``counts[i]`` pairs in task ``i``, labels left/right/equal."""
+    g = torch.Generator().manual_seed(seed)
+    return [PairTensors(torch.randn(n, 2, steps, DIM, generator=g, dtype=dtype),
+                        torch.rand(n, 2, steps, model.action_dim, generator=g, dtype=dtype),
+                        torch.randint(0, 3, (n,), generator=g).to(dtype) / 2)
+            for n in counts]
+
+
+def meta_gradients(maml: MAML, step) -> tuple[float, float, list[torch.Tensor]]:
+    """(loss, accuracy, gradients of θ and α) of one outer step computed by ``step``."""
+    for p in maml.meta_parameters():
+        p.grad = None
+    loss, accuracy = step()
+    grads = [p.grad.clone() for p in maml.meta_parameters()]
+    return float(loss), float(accuracy), grads
+
+
+@pytest.mark.parametrize(('config', 'batched'), [
+    ({'inputs': 'state_action', 'output': 'tanh'}, True),
+    ({'inputs': 'state', 'output': 'linear', 'member_batching': 'per_member'}, True),
+    ({'inputs': 'state', 'batch_norm': True}, False)])  # batch norm: a loop over the tasks
+@pytest.mark.parametrize('first_order', [False, True])
+def test_batched_meta_batch_equals_the_per_task_loop(config, batched, first_order):
+    """Loss, accuracy and the gradients of θ and α of the batched outer step are the old
+    per-task loop's (tasks of different sizes, so padding is exercised)."""
+    model = RewardEnsemble((DIM,), 2, from_mapping(RewardModelConfig, {**MODEL, **config}),
+                           seed=1)
+    maml = MAML(model, MAMLConfig(inner_lr=0.05, first_order=first_order))
+    assert maml.batches_tasks == batched
+    supports, queries = random_tasks(model, (7, 4, 9), 0), random_tasks(model, (5, 8, 3), 1)
+
+    def batched():
+        loss, accuracy = maml.meta_batch_loss(supports, queries)
+        loss.backward()
+        return loss.detach() / model.ensemble_size, accuracy
+
+    loss, accuracy, grads = meta_gradients(maml, batched)
+    ref_loss, ref_accuracy, ref_grads = meta_gradients(
+        maml, lambda: maml_meta_gradient_by_loop(maml, supports, queries))
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert accuracy == pytest.approx(ref_accuracy)
+    for g, ref in zip(grads, ref_grads, strict=True):
+        assert ref.abs().max() > 0
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-7)
+
+
+def test_batched_meta_gradient_is_the_exact_second_order_one():
+    """Directional derivatives of the batched meta-loss in θ and α match central finite
+    differences (float64), and dropping the second-order terms changes them."""
+    model = RewardEnsemble((DIM,), 2, from_mapping(RewardModelConfig, {
+        **MODEL, 'hidden_sizes': [5, 4], 'output': 'tanh', 'inputs': 'state_action'}),
+        seed=2).double()
+    maml = MAML(model, MAMLConfig(inner_lr=0.3, inner_steps=2))
+    maml.inner_lrs = {n: lr.detach().double().requires_grad_()
+                      for n, lr in maml.inner_lrs.items()}
+    supports = random_tasks(model, (6, 4), 3, dtype=torch.float64)
+    queries = random_tasks(model, (5, 7), 4, dtype=torch.float64)
+    params = maml.meta_parameters()
+    loss, _ = maml.meta_batch_loss(supports, queries)
+    grads = torch.autograd.grad(loss, params)
+    first_order = MAML(model, MAMLConfig(inner_lr=0.3, inner_steps=2, first_order=True))
+    first_order.inner_lrs = maml.inner_lrs
+    first_grads = torch.autograd.grad(first_order.meta_batch_loss(supports, queries)[0],
+                                      params)
+    def shifted(direction: list[torch.Tensor], step: float) -> float:
+        """The meta-loss at θ, α + step · direction."""
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(step * d)
+        value = float(maml.meta_batch_loss(supports, queries)[0].detach())
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.sub_(step * d)
+        return value
+
+    g, eps = torch.Generator().manual_seed(5), 1e-6
+    for _ in range(3):
+        direction = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
+        numeric = (shifted(direction, eps) - shifted(direction, -eps)) / (2 * eps)
+        exact = sum(float((gr * d).sum()) for gr, d in zip(grads, direction, strict=True))
+        approx = sum(float((gr * d).sum()) for gr, d in zip(first_grads, direction,
+                                                            strict=True))
+        assert exact == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+        assert abs(approx - numeric) > 1e-4 * abs(numeric)

@@ -16,13 +16,20 @@ functionally (:func:`torch.func.functional_call`) with explicit parameters, so t
 weights θ' never overwrite the meta-initialisation θ. Every member adapts on its own loss
 (the ensemble loss is the sum of the members' mean losses), so the members stay distinct
 meta-initialisations and their disagreement still ranks queries after adaptation.
+
+Meta-training runs a whole meta-batch as one computation (:meth:`MAML.meta_batch_loss`): the
+``T`` tasks' copies of the ``M`` members are ``T·M`` networks whose weights are stacked
+``[T·M, in, out]``, so every layer of every inner step (gradients by explicit
+backpropagation, differentiable: the second-order terms stay exact), of the query pass and of
+the meta-gradient is one batched matrix product for all tasks and members, and nothing is
+read back to Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +43,9 @@ from pref_rl_learner.reward.training import PairTensors, preference_loss
 
 Params = dict[str, torch.Tensor]
 """Parameters of the ensemble by ``named_parameters`` name."""
+_HEAD = 'head.'
+_HEAD_LINEARS = _HEAD + 'linears.'
+"""Name prefix of the stacked linear layers of the ensemble's MLP head."""
 
 
 class MAMLStateError(PrefRLError, ValueError):
@@ -163,6 +173,74 @@ class MAML:
         adapted = self.adapt(support, create_graph=True)
         return self.loss(adapted, query)
 
+    # ------------------------------------------------------------------------ meta-batch
+
+    @property
+    def batches_tasks(self) -> bool:
+        """Whether :meth:`meta_batch_loss` runs tasks and members as one stacked computation:
+        an MLP on vector observations without batch norm (every parameter a stacked linear
+        layer). Otherwise (pixels, batch norm) it loops over the tasks."""
+        return all(name.startswith(_HEAD_LINEARS) for name, _ in self.model.named_parameters())
+
+    def meta_batch_loss(self, supports: Sequence[PairTensors], queries: Sequence[PairTensors]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1/T Σ_𝒯 ℒ(θ'_𝒯; 𝒟^q_𝒯), mean post-adaptation query accuracy over the tasks).
+
+        The outer objective of one meta-batch of ``T`` tasks: each task's θ'_𝒯 adapted on its
+        support set (``inner_steps``, graph kept: exact second order unless ``first_order``),
+        its ensemble loss on its query set, averaged over tasks; backward of the first entry
+        gives the meta-gradient in θ and α. Both entries are tensors (NaN accuracy when no
+        query label is decisive); tasks may have different numbers of pairs (padded, masked).
+        """
+        if not self.batches_tasks:
+            terms = [self.meta_loss(s, q) for s, q in zip(supports, queries, strict=True)]
+            accuracy = torch.stack([pair_accuracies(logits[None], q.targets[None])[0]
+                                    for (_, logits), q in zip(terms, queries, strict=True)])
+            return torch.stack([loss for loss, _ in terms]).mean(), accuracy.nanmean()
+        tasks, members = len(supports), self.model.ensemble_size
+        support, support_weights = stack_tasks(supports)
+        query, query_weights = stack_tasks(queries)
+
+        def per_task_member(x: torch.Tensor) -> torch.Tensor:
+            """``[M, ...]`` -> ``[T·M, ...]``: task 𝒯's copy of member ``m`` at ``𝒯·M + m``."""
+            return x.unsqueeze(0).expand(tasks, *x.shape).reshape(tasks * members, *x.shape[1:])
+
+        params = {n: per_task_member(p) for n, p in self.model.named_parameters()}
+        inner_lrs = {n: per_task_member(lr) for n, lr in self.inner_lrs.items()}
+        support_features = self._stacked_features(support)
+        head = self.model.head
+        for _ in range(self.config.inner_steps):
+            # Σ_𝒯 Σ_m mean_n ℓ: slice (𝒯, m) of each gradient is ∇ℒ_𝒯m of its own copy alone.
+            grads = head.stacked_gradients(
+                _head_names(params), support_features,
+                lambda rewards: self._task_losses(rewards, support, support_weights)[0].sum(),
+                create_graph=not self.config.first_order)
+            params = {n: p - inner_lrs[n] * grads[n[len(_HEAD):]] for n, p in params.items()}
+        rewards = functional_call(head, _head_names(params), (self._stacked_features(query),),
+                                  {'kernel': 'stacked'})
+        per_task, logits = self._task_losses(rewards, query, query_weights)
+        accuracy = pair_accuracies(logits, query.targets, query_weights > 0).nanmean()
+        return per_task.sum(dim=1).mean(), accuracy
+
+    def _stacked_features(self, data: PairTensors) -> torch.Tensor:
+        """Stacked tasks' steps ``[T, N, 2, L, ...]`` as every task-member copy's input
+        ``[T·M, N·2·L, F]``."""
+        tasks = data.observations.shape[0]
+        features = self.model.vector_features(data.observations, data.actions)
+        features = features.reshape(tasks, 1, -1, features.shape[-1])
+        return features.expand(-1, self.model.ensemble_size, -1, -1).flatten(0, 1)
+
+    def _task_losses(self, rewards: torch.Tensor, data: PairTensors, weights: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ_n w_n ℓ_n per task and member ``[T, M]``, logits ``[T, M, N]``) from the
+        per-step rewards ``[T·M, N·2·L]`` of the stacked tasks ``data``."""
+        tasks, pairs, _, steps = data.observations.shape[:4]
+        returns = rewards.reshape(tasks, -1, pairs, 2, steps).sum(dim=-1)
+        logits = returns[..., 1] - returns[..., 0]  # [T, M, N]
+        per_pair = preference_loss(logits, data.targets[:, None].expand_as(logits),
+                                   self.config.random_response)
+        return (per_pair * weights[:, None]).sum(dim=-1), logits
+
     # ----------------------------------------------------------------------------- state
 
     def load_parameters(self, params: Mapping[str, torch.Tensor]) -> None:
@@ -194,14 +272,42 @@ class MAML:
                 lr.copy_(saved[name])
 
 
+def _head_names(params: Params) -> Params:
+    """The ensemble's parameters named as parameters of its head module."""
+    return {n[len(_HEAD):]: p for n, p in params.items()}
+
+
 def pair_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Accuracy of the ensemble-mean P(right ≻ left) on decisive labels (NaN without any)."""
+    return float(pair_accuracies(logits[None], targets[None])[0])
+
+
+def pair_accuracies(logits: torch.Tensor, targets: torch.Tensor,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`pair_accuracy` of each of ``T`` tasks: logits ``[T, M, N]``, targets ``[T, N]``
+    (``valid`` masks padding) -> ``[T]``, NaN for a task without a decisive label. No host
+    read."""
     decisive = targets != 0.5
-    if not bool(decisive.any()):
-        return math.nan
-    prob = torch.sigmoid(logits.detach()).mean(dim=0)
-    hits = (prob > 0.5) == (targets > 0.5)
-    return float(hits[decisive].float().mean())
+    if valid is not None:
+        decisive = decisive & valid
+    prob = torch.sigmoid(logits.detach()).mean(dim=1)
+    hits = ((prob > 0.5) == (targets > 0.5)) & decisive
+    return hits.sum(dim=1).float() / decisive.sum(dim=1).float()
+
+
+def stack_tasks(tasks: Sequence[PairTensors]) -> tuple[PairTensors, torch.Tensor]:
+    """``T`` tasks' pairs padded to the largest and stacked (``[T, N, ...]``), and weights
+    ``[T, N]``: 1/n_𝒯 on each of task 𝒯's n_𝒯 pairs, 0 on padding (Σ_n w ℓ is the task's
+    mean loss; a task without pairs weighs 0)."""
+    pad = torch.nn.utils.rnn.pad_sequence
+    counts = torch.tensor([t.targets.shape[0] for t in tasks], device=tasks[0].targets.device)
+    stacked = PairTensors(pad([t.observations for t in tasks], batch_first=True),
+                          pad([t.actions for t in tasks], batch_first=True),
+                          pad([t.targets for t in tasks], batch_first=True))
+    rows = torch.arange(stacked.targets.shape[1], device=counts.device)
+    dtype = stacked.targets.dtype
+    weights = (rows[None] < counts[:, None]).to(dtype) / counts.clamp(min=1)[:, None].to(dtype)
+    return stacked, weights
 
 
 def member_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,9 @@ from pref_rl_learner.fewshot.dataset import MultiTaskDataset
 from pref_rl_learner.fewshot.maml import MAML, MAMLConfig, pair_accuracy
 from pref_rl_learner.fewshot.meta_checkpoint import read_pretrain_state, save_meta_checkpoint
 from pref_rl_learner.fewshot.task_pairs import PretrainError, TaskPairSampler
+from pref_rl_learner.host_memory import retain_freed_memory
 from pref_rl_learner.reward.ensemble import RewardEnsemble, RewardModelConfig
+from pref_rl_learner.reward.training import PairTensors
 from pref_rl_learner.run_log import RunLog
 from pref_rl_learner.teacher import TeacherConfig
 
@@ -197,6 +199,8 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
     model = RewardEnsemble(sampler.observation_shape, sampler.action_dim, config.reward_model,
                            seed=config.seed)
     sampler.check_model(model)
+    if model.device.type == 'cpu':
+        retain_freed_memory()  # no page faults on each outer step's fresh activations
     maml = MAML(model, config.maml)
     optimizer = torch.optim.Adam(maml.meta_parameters(), lr=config.outer_lr)
     mapping = dataclasses.asdict(config)
@@ -207,7 +211,7 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
     eval_sets = [sampler.draw(task, np.random.default_rng([config.seed, 11, i, d]),
                               config.support_pairs, config.query_pairs)
                  for i, task in enumerate(eval_ids) for d in range(config.eval_draws)]
-    window: dict[str, list[float]] = {'meta_loss': [], 'query_accuracy': []}
+    window: dict[str, list[torch.Tensor]] = {'meta_loss': [], 'query_accuracy': []}
     figures: dict[str, float] = {}
     try:
         while step < config.steps:
@@ -216,7 +220,7 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
             window['meta_loss'].append(loss)
             window['query_accuracy'].append(accuracy)
             if step % config.log_interval == 0 or step == config.steps:
-                row = {k: float(np.nanmean(v)) for k, v in window.items()}
+                row = {k: float(torch.stack(v).nanmean()) for k, v in window.items()}
                 row['inner_lr_mean'] = _mean_inner_lr(maml)
                 log.write('train', step, row)
                 figures.update(row)
@@ -243,29 +247,38 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
                           tuple(eval_ids), time.monotonic() - started)
 
 
-def _outer_step(maml: MAML, optimizer: torch.optim.Optimizer, sampler: TaskPairSampler,
-                train_ids: list[str], config: PretrainConfig, step: int) -> tuple[float, float]:
-    """One meta-batch: adapt on each task's support set, Adam on the mean query loss."""
+def draw_meta_batch(sampler: TaskPairSampler, train_ids: list[str], config: PretrainConfig,
+                    step: int) -> tuple[list[PairTensors], list[PairTensors]]:
+    """The support and query sets of outer step ``step`` (a function of the seed and the step
+    alone: a resumed run draws what an uninterrupted one would)."""
     rng = np.random.default_rng([config.seed, step])
-    torch.manual_seed(config.seed * 1_000_003 + step)  # dropout: a resumed run draws the same
     tasks = rng.choice(len(train_ids), config.tasks_per_batch,
                        replace=len(train_ids) < config.tasks_per_batch)
+    draws = [sampler.draw(train_ids[index], rng, config.support_pairs, config.query_pairs)
+             for index in tasks]
+    return [support for support, _ in draws], [query for _, query in draws]
+
+
+def _outer_step(maml: MAML, optimizer: torch.optim.Optimizer, sampler: TaskPairSampler,
+                train_ids: list[str], config: PretrainConfig, step: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One meta-batch: adapt on each task's support set, Adam on the mean query loss.
+
+    Returns (mean query loss per member, mean query accuracy) as tensors: nothing is read
+    back to Python per step.
+    """
+    supports, queries = draw_meta_batch(sampler, train_ids, config, step)
+    torch.manual_seed(config.seed * 1_000_003 + step)  # dropout: a resumed run draws the same
     maml.model.train()
     for group in optimizer.param_groups:
         group['lr'] = outer_lr_at(config, step)
     optimizer.zero_grad(set_to_none=True)
-    losses, accuracies = [], []
-    for index in tasks:
-        support, query = sampler.draw(train_ids[index], rng, config.support_pairs,
-                                      config.query_pairs)
-        loss, logits = maml.meta_loss(support, query)
-        (loss / len(tasks)).backward()  # one graph at a time: memory of one task
-        losses.append(float(loss.detach()) / maml.model.ensemble_size)
-        accuracies.append(pair_accuracy(logits, query.targets))
+    loss, accuracy = maml.meta_batch_loss(supports, queries)
+    loss.backward()
     if config.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(maml.meta_parameters(), config.grad_clip)
     optimizer.step()
-    return float(np.mean(losses)), float(np.nanmean(accuracies))
+    return loss.detach() / maml.model.ensemble_size, accuracy
 
 
 def evaluate(maml: MAML, draws: list) -> tuple[float, float]:

@@ -217,17 +217,31 @@ class RewardEnsemble(nn.Module):
         members = (self.ensemble_size,) if per_member else ()
         obs = observations.to(self.device, non_blocking=True)
         obs = obs.reshape(*members, rows, *self.observation_shape)
-        if self.encoder is not None:
-            features = self.encoder(obs, per_member)
+        if self.encoder is None:
+            features = self.vector_features(obs, actions)
         else:
-            features = obs.reshape(*members, rows, -1).float()
-        if self.config.inputs == 'state_action':
-            act = actions.to(self.device, dtype=torch.float32, non_blocking=True)
-            act = act.reshape(*members, rows, self.action_dim)
-            if features.dim() == 3 and act.dim() == 2:  # conv features are always per member
-                act = act.expand(self.ensemble_size, rows, self.action_dim)
-            features = torch.cat([features, act], dim=-1)
+            features = self.encoder(obs, per_member)
+            if self.config.inputs == 'state_action':
+                act = actions.to(self.device, dtype=torch.float32, non_blocking=True)
+                act = act.reshape(*members, rows, self.action_dim)
+                if act.dim() == 2:  # conv features are always per member
+                    act = act.expand(self.ensemble_size, rows, self.action_dim)
+                features = torch.cat([features, act], dim=-1)
         return self.head(features).reshape(self.ensemble_size, *batch)
+
+    def vector_features(self, observations: torch.Tensor,
+                        actions: torch.Tensor | None = None) -> torch.Tensor:
+        """The MLP head's input for vector observations: ``[*B, *obs]`` (and actions
+        ``[*B, action_dim]`` with ``inputs == 'state_action'``) -> ``[*B, features]`` on the
+        model's device, in its floating dtype (float32 unless converted). Any leading
+        dimensions (members, tasks, rows) pass through."""
+        lead = observations.shape[:observations.dim() - len(self.observation_shape)]
+        dtype = self.head.linears[0].weight.dtype
+        features = observations.to(self.device, dtype, non_blocking=True).reshape(*lead, -1)
+        if self.config.inputs == 'state_action':
+            act = actions.to(self.device, dtype, non_blocking=True)
+            features = torch.cat([features, act.reshape(*lead, self.action_dim)], dim=-1)
+        return features
 
     def segment_returns(self, observations: torch.Tensor, actions: torch.Tensor | None = None,
                         per_member: bool = False, validate: bool = True) -> torch.Tensor:

@@ -11,7 +11,7 @@ draws from an explicit generator, so a seed gives the same weights on every devi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -90,9 +90,15 @@ class BatchedMLP(nn.Module):
         """The weight matrices."""
         return (linear.weight for linear in self.linears)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` (in (−1, 1) with tanh)."""
-        kernel = self.kernel
+    def forward(self, x: torch.Tensor, kernel: str | None = None) -> torch.Tensor:
+        """``[M, K, in]`` or shared ``[K, in]`` -> ``[M, K]`` (in (−1, 1) with tanh).
+
+        ``kernel`` overrides the configured one for this call. ``stacked`` also evaluates
+        weights stacked for more networks than ``M`` (e.g. tasks × members in MAML, through
+        :func:`torch.func.functional_call`), given inputs ``[len(weights), K, in]``, as long
+        as there is no batch norm.
+        """
+        kernel = kernel or self.kernel
         if kernel == 'auto':
             kernel = 'stacked' if x.device.type == 'cuda' else 'per_member'
         if kernel == 'per_member':
@@ -107,6 +113,51 @@ class BatchedMLP(nn.Module):
                 x = _member_norm(self.norms[i], x)
             x = self._activate(x)
         return self.output(self.linears[-1](x)).squeeze(-1)
+
+    def stacked_gradients(self, params: Mapping[str, torch.Tensor], x: torch.Tensor,
+                          loss: Callable[[torch.Tensor], torch.Tensor], create_graph: bool
+                          ) -> dict[str, torch.Tensor]:
+        """∇ of ``loss(f(x))`` in the stacked weights ``params`` (names as in
+        :meth:`named_parameters`, each ``[G, ...]`` for ``G`` networks; inputs ``[G, K, in]``),
+        by explicit backpropagation; no batch norm.
+
+        For ``z_i = h_i W_i + b_i`` and ``h_{i+1} = φ(z_i)`` (leaky ReLU, times the dropout
+        mask when training): ``δ_i = ∂loss/∂z_i``, ``∇W_i = h_iᵀ δ_i``, ``∇b_i = Σ_k δ_i``,
+        ``δ_{i−1} = (δ_i W_iᵀ) ⊙ φ'(z_{i−1})``, where φ' is a constant of the forward pass
+        (1 or the negative slope, 0 a.e. as a derivative). With ``create_graph`` the result
+        is differentiable in ``params`` (exactly as autograd's double backward: MAML's
+        second-order terms) at fewer elementwise passes; without it, it is constant.
+        """
+        weights = [params[f'linears.{i}.weight'] for i in range(len(self.linears))]
+        biases = [params[f'linears.{i}.bias'] for i in range(len(self.linears))]
+        inputs, slopes = [x], []
+        with torch.set_grad_enabled(create_graph):
+            h = x
+            for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
+                z = torch.baddbmm(bias[:, None, :], h, weight)
+                slope = torch.where(z.detach() > 0, 1.0, self.negative_slope)  # φ'(z)
+                if self.dropout and self.training:
+                    keep = torch.rand_like(slope) >= self.dropout
+                    slope = slope * keep / (1.0 - self.dropout)
+                h = z * slope  # φ(z): leaky ReLU (and dropout) as a product with φ'(z)
+                inputs.append(h)
+                slopes.append(slope)
+            z = torch.baddbmm(biases[-1][:, None, :], h, weights[-1]).squeeze(-1)
+            y = self.output(z)
+        if not create_graph:
+            y = y.detach().requires_grad_()
+        with torch.enable_grad():
+            (grad_y,) = torch.autograd.grad(loss(y), y, create_graph=create_graph)
+        grads = {}
+        with torch.set_grad_enabled(create_graph):
+            delta = grad_y * (1.0 - y.square()) if self.output is torch.tanh else grad_y
+            delta = delta.unsqueeze(-1)  # ∂loss/∂z of the output layer, [G, K, 1]
+            for i in range(len(weights) - 1, -1, -1):
+                grads[f'linears.{i}.weight'] = torch.bmm(inputs[i].transpose(1, 2), delta)
+                grads[f'linears.{i}.bias'] = delta.sum(dim=1)
+                if i > 0:
+                    delta = torch.bmm(delta, weights[i].transpose(1, 2)) * slopes[i - 1]
+        return grads
 
     def _member(self, m: int, h: torch.Tensor) -> torch.Tensor:
         """Member ``m`` alone: ``[K, in]`` -> ``[K]``."""

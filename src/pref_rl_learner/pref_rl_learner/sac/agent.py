@@ -15,7 +15,9 @@ Where the speed comes from: the critics are one batched ensemble MLP (a ``baddbm
 for all members); the actor loss reaches the critics through detached weights, so no critic
 weight gradients are computed for it; Adam is the fused multi-tensor kernel; the target update
 is one ``_foreach_lerp_``; nothing in :meth:`SAC.update` reads a value back to Python (the
-figures of :meth:`SAC.metrics` are kept as tensors and read lazily).
+figures of :meth:`SAC.metrics` are kept as tensors and read lazily); on the CPU, freed
+activations stay in the process for the next update
+(:func:`~pref_rl_learner.host_memory.retain_freed_memory`) instead of page-faulting anew.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pref_rl_learner.batches import TransitionBatch
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.device import resolve_device
 from pref_rl_learner.errors import PrefRLError
+from pref_rl_learner.host_memory import retain_freed_memory
 from pref_rl_learner.sac.networks import Actor, ActorPolicy, EnsembleMLP, actor_tensors
 
 
@@ -100,6 +103,8 @@ class SAC:
         self.config = config
         self.observation_dim, self.action_dim = int(observation_dim), int(action_dim)
         self.device = resolve_device(config.device)
+        if self.device.type == 'cpu':
+            retain_freed_memory()  # no page faults on each update's fresh activations
         self.target_entropy = (float(-action_dim) if config.target_entropy is None
                                else float(config.target_entropy))
         # Initial weights come from a CPU generator (identical on every device); the policy's
