@@ -43,7 +43,6 @@ import numpy as np
 from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.checkpoint import (
     CheckpointError,
-    is_checkpoint_file,
     load_checkpoint,
     load_newest_usable,
     previous_path,
@@ -55,7 +54,13 @@ from pref_rl_learner.learner.config import LearnerConfig
 from pref_rl_learner.learner.evaluation import SessionEvaluator
 from pref_rl_learner.learner.intake import SegmentIntake, SegmentRejectedError
 from pref_rl_learner.learner.segment_store import SegmentStore
-from pref_rl_learner.learner.state import CHECKPOINT_NAME, FORMAT, LearnerState
+from pref_rl_learner.learner.state import (
+    CHECKPOINT_NAME,
+    FORMAT,
+    CheckpointPathError,
+    LearnerState,
+    checkpoint_target,
+)
 from pref_rl_learner.pebble.config import TrainConfig, to_mapping
 from pref_rl_learner.pebble.feedback import query_id
 from pref_rl_learner.pebble.learning import PebbleLearning, UpdateKind
@@ -73,10 +78,6 @@ from pref_rl_learner.types import (
 )
 
 __all__ = ['CheckpointPathError', 'LearnerCore', 'SegmentRejectedError', 'query_id']
-
-
-class CheckpointPathError(CheckpointError, ValueError):
-    """``save_checkpoint`` was asked to write where a checkpoint must not go."""
 
 
 class LearnerCore:
@@ -507,36 +508,8 @@ class LearnerCore:
         return path
 
     def _checkpoint_target(self, path: str | Path | None) -> Path:
-        """Where a checkpoint may go: inside the run directory (or ``checkpoint_dir``), never
-        into the preference store, never over a file that is not a pref-rl checkpoint.
-
-        Raises:
-            CheckpointPathError: naming the refused path and why.
-        """
-        default = self.run_dir / CHECKPOINT_NAME
-        if not path:
-            return default
-        target = Path(path)
-        if not target.is_absolute():
-            target = self.run_dir / target
-        resolved = target.resolve()
-        roots = [self.run_dir.resolve()]
-        if self.learner.checkpoint_dir:
-            roots.append(Path(self.learner.checkpoint_dir).resolve())
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise CheckpointPathError(
-                f'{path}: checkpoints are written only inside the run directory '
-                f'{self.run_dir}' + (f' or {self.learner.checkpoint_dir}'
-                                     if self.learner.checkpoint_dir else ''))
-        if resolved.is_relative_to(self.store.directory.resolve()):
-            raise CheckpointPathError(f'{path}: inside the preference store '
-                                      f'{self.store.directory}')
-        if resolved.suffix != '.pt':
-            raise CheckpointPathError(f'{path}: a checkpoint file name ends in .pt')
-        if resolved.exists() and not (resolved.is_file() and is_checkpoint_file(resolved)):
-            raise CheckpointPathError(f'{path}: exists and is not a pref-rl checkpoint; '
-                                      'it is not overwritten')
-        return resolved
+        extra = Path(self.learner.checkpoint_dir) if self.learner.checkpoint_dir else None
+        return checkpoint_target(path, self.run_dir, self.store.directory, extra)
 
     def early_checkpoint_due(self) -> bool:
         """The first checkpoint is due as soon as the seed phase is over (if configured and

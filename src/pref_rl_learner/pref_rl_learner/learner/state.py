@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+from pref_rl_learner.checkpoint import CheckpointError, is_checkpoint_file
 
 FORMAT = 2
 """Version of the learner checkpoint layout (2: the learning component's state in one
@@ -38,3 +41,37 @@ class LearnerState:
     reward_model_accuracy: float = math.nan
     """Accuracy of the last reward training: on the validation split when the run keeps one,
     else on the labels trained on (NaN: no training yet)."""
+
+
+class CheckpointPathError(CheckpointError, ValueError):
+    """``save_checkpoint`` was asked to write where a checkpoint must not go."""
+
+
+def checkpoint_target(path: str | Path | None, run_dir: Path, store_dir: Path,
+                      extra_dir: Path | None = None) -> Path:
+    """Where a requested checkpoint may go: ``run_dir/checkpoint.pt`` by default; else a
+    ``.pt`` file inside ``run_dir`` (relative paths are relative to it) or ``extra_dir``,
+    never inside the preference store, never over a file that is not a pref-rl checkpoint.
+
+    Raises:
+        CheckpointPathError: naming the refused path and why.
+    """
+    if not path:
+        return run_dir / CHECKPOINT_NAME
+    target = Path(path)
+    if not target.is_absolute():
+        target = run_dir / target
+    resolved = target.resolve()
+    roots = [run_dir.resolve()] + ([extra_dir.resolve()] if extra_dir else [])
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise CheckpointPathError(
+            f'{path}: checkpoints are written only inside the run directory {run_dir}'
+            + (f' or {extra_dir}' if extra_dir else ''))
+    if resolved.is_relative_to(store_dir.resolve()):
+        raise CheckpointPathError(f'{path}: inside the preference store {store_dir}')
+    if resolved.suffix != '.pt':
+        raise CheckpointPathError(f'{path}: a checkpoint file name ends in .pt')
+    if resolved.exists() and not (resolved.is_file() and is_checkpoint_file(resolved)):
+        raise CheckpointPathError(f'{path}: exists and is not a pref-rl checkpoint; it is '
+                                  'not overwritten')
+    return resolved
