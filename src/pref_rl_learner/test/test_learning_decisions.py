@@ -19,6 +19,7 @@ from pref_rl_learner.pebble import reward_learning
 from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.learning import UpdateKind
 from pref_rl_learner.pebble.trainer import PebbleTrainer
+from pref_rl_learner.preferences import PreferenceStore
 from pref_rl_learner.query_selection import QuerySelectionConfig
 from pref_rl_learner.run_log import read_csv
 from pref_rl_learner.teacher import TeacherConfig
@@ -81,7 +82,7 @@ def test_uniform_sessions_zero_with_an_uncertainty_sampler_falls_back_to_uniform
                                              pool_multiplier=4))
     trainer = PebbleTrainer(config, tmp_path)
     trainer.run()
-    store = trainer.store.__class__.open(tmp_path / 'preferences')
+    store = PreferenceStore.open(tmp_path / 'preferences')
     try:
         samplers = [store.query(f'session{s:04d}-q000').sampler for s in range(4)]
     finally:
@@ -180,7 +181,7 @@ def test_every_driver_trains_on_every_label_by_default(tmp_path):
     trainer = PebbleTrainer(tiny(), tmp_path)
     trainer.run()
     counts = trainer.learning.budget
-    store = trainer.store.__class__.open(tmp_path / 'preferences')
+    store = PreferenceStore.open(tmp_path / 'preferences')
     try:
         split = store.counts()
     finally:
@@ -198,7 +199,7 @@ def test_a_small_buffer_never_asks_the_same_pair_twice_in_a_session(tmp_path):
                   query=QuerySelectionConfig(sampler='uniform', pool_multiplier=10))
     trainer = PebbleTrainer(config, tmp_path)
     trainer.run()
-    store = trainer.store.__class__.open(tmp_path / 'preferences')
+    store = PreferenceStore.open(tmp_path / 'preferences')
     try:
         pairs = [frozenset((store.query(f'session0000-q{j:03d}').left.segment_id,
                             store.query(f'session0000-q{j:03d}').right.segment_id))

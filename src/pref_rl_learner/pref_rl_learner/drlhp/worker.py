@@ -217,17 +217,13 @@ class PreferenceWorker:
 
     def _candidate_pairs(self, count: int) -> list[tuple[Clip, Clip]]:
         """Up to ``count`` random pairs of distinct pool clips never asked before."""
-        clips, found, seen = self.pool_snapshot(), [], set()
-        for _ in range(4 * count):
-            if len(found) >= count:
-                break
-            i, j = self.rng.choice(len(clips), size=2, replace=False)
-            key = frozenset((clips[i].segment_id, clips[j].segment_id))
-            if key in seen or self.store.has_pair(*key):
-                continue
-            seen.add(key)
-            found.append((clips[i], clips[j]))
-        return found
+        from pref_rl_learner.pebble.reward_learning import unasked_pairs
+
+        clips = self.pool_snapshot()
+        draws = [self.rng.choice(len(clips), size=2, replace=False) for _ in range(4 * count)]
+        keep = unasked_pairs([(clips[i].segment_id, clips[j].segment_id) for i, j in draws],
+                             self.store)[:count]
+        return [(clips[draws[k][0]], clips[draws[k][1]]) for k in keep]
 
     def _segment(self, clip: Clip) -> Segment:
         length = clip.rewards.shape[0]

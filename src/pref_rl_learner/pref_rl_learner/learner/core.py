@@ -548,5 +548,3 @@ class LearnerCore:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
                                   f'{err}') from err
-        if not self.learning.finite():
-            raise CheckpointError(f'{path}: holds non-finite network values')

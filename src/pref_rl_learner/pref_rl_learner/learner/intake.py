@@ -93,10 +93,10 @@ class SegmentIntake:
                 raise SegmentRejectedError(
                     f'segment {segment.segment_id!r}: {name} reach {peak:.3g}, beyond '
                     f'±{limit:.3g} (max_input_magnitude)')
-        if segment.actions.size and float(np.abs(segment.actions).max()) > 1.0 + 1e-3:
+        peak = float(np.abs(segment.actions).max()) if segment.actions.size else 0.0
+        if peak > 1.0 + 1e-3:
             raise SegmentRejectedError(
-                f'segment {segment.segment_id!r}: actions reach '
-                f'{float(np.abs(segment.actions).max()):.3g}, outside [-1, 1]')
+                f'segment {segment.segment_id!r}: actions reach {peak:.3g}, outside [-1, 1]')
 
     def receive(self, segment: Segment) -> None:
         """Check ``segment`` and put it in the backlog (raises as :meth:`check`, and when the

@@ -296,7 +296,7 @@ class PebbleLearning:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (raises KeyError/TypeError/ValueError/RuntimeError on
-        missing or misshapen entries)."""
+        missing, misshapen or non-finite entries)."""
         self.agent.load_state_dict(state['agent'])
         self.buffer.load_state_dict(state['buffer'])
         self.preferences.load_state_dict(state['preferences'])
@@ -308,8 +308,9 @@ class PebbleLearning:
         self.labels_from = int(counters['labels_from'])
         self.unlabelled = int(counters['unlabelled'])
         self.sessions = int(counters['sessions'])
-        self.rollbacks = {k: int(v) for k, v in counters.get('rollbacks', {}).items()} or {
-            'sac': 0, 'reward': 0}
+        self.rollbacks = {k: int(v) for k, v in counters['rollbacks'].items()}
+        if not self.finite():
+            raise ValueError('the checkpoint holds non-finite network values')
 
 
 def _schedule_config(config: TrainConfig) -> FeedbackScheduleConfig:

@@ -255,8 +255,6 @@ class PebbleTrainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f'{path}: incomplete or inconsistent checkpoint: '
                                   f'{err}') from err
-        if not self.learning.finite():
-            raise CheckpointError(f'{path}: holds non-finite network values')
 
 
 def _seed_everything(seed: int) -> None:
