@@ -24,8 +24,17 @@ class NodeExit(Exception):  # noqa: N818 (a control-flow signal, like SystemExit
 _SIGNAL_POLL_S = 0.1
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopRequest:
+    """Set by SIGINT/SIGTERM; the spin loop checks it between callbacks. Raising from the
+    handler instead can land inside rclpy's C++ message take, where pybind11 turns the
+    exception into a RuntimeError ("Unable to convert call argument") and the node dies
+    with status 1 instead of stopping cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
 
 
 def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
@@ -40,16 +49,17 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     # A process started in the background by a non-interactive shell inherits SIGINT as
     # ignored (and Python then keeps it ignored); a node must still stop on SIGINT.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = _StopRequest()
+    previous_int = signal.signal(signal.SIGINT, stop)
+    previous = signal.signal(signal.SIGTERM, stop)
     node = None
     status = 0
     try:
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok():
-            # A bounded wait, so Python gets control back to run signal handlers.
+        while rclpy.ok() and not stop.requested:
+            # A bounded wait, so a stop request is seen within _SIGNAL_POLL_S.
             executor.spin_once(timeout_sec=_SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
