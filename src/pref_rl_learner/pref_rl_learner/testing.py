@@ -72,3 +72,43 @@ def maml_meta_gradient_by_loop(maml, supports, queries) -> tuple[float, float]:
         losses.append(float(loss.detach()) / maml.model.ensemble_size)
         accuracies.append(pair_accuracy(logits, query.targets))
     return float(np.mean(losses)), float(np.nanmean(accuracies))
+
+
+def fewshot_adaptation_by_loop(trainer, train) -> tuple[dict, int, list[float]]:
+    """Few-shot adaptation as :class:`~pref_rl_learner.fewshot.adapt.FewShotTrainer` ran it
+    before the members were batched (the reference the batched adaptation is tested and
+    benchmarked against): from θ, epochs of :meth:`~pref_rl_learner.fewshot.maml.MAML.
+    autograd_step` (autograd through the whole ensemble) over the trainer's minibatch order,
+    after every epoch a finiteness check of each weight and each member's accuracy read back
+    one by one, until every member reaches the target (at least ``adapt_min_steps``, at most
+    ``adapt_max_steps`` epochs). Draws from ``trainer.generator`` as the trainer does.
+    Returns (adapted weights, epochs, each member's accuracy); divergence is not handled."""
+    import torch
+
+    from pref_rl_learner.reward.training import PairTensors, pair_tensors
+
+    maml, config, model = trainer.maml, trainer.config, trainer.model
+    data = pair_tensors(model, train, 'train')
+    decisive = data.targets != 0.5
+
+    def accuracy(params) -> list[float]:
+        with torch.no_grad(), model.evaluating():
+            logits = maml.pair_logits(params, data)
+        hits = ((logits > 0) == (data.targets > 0.5)) & decisive
+        return [float(hits[m].sum()) / float(decisive.sum()) for m in range(logits.shape[0])]
+
+    params = {n: t.detach().clone() for n, t in trainer.meta_init.items()}
+    member_acc, steps = accuracy(params), 0
+    count, batch = data.targets.shape[0], trainer.training.batch_size
+    while steps < config.adapt_max_steps:
+        if steps >= config.adapt_min_steps and min(member_acc) >= config.target_accuracy:
+            break
+        model.train()
+        order = torch.randperm(count, generator=trainer.generator).to(data.targets.device)
+        for begin in range(0, count, batch):
+            index = order[begin:begin + batch]
+            params = maml.autograd_step(params, PairTensors(
+                data.observations[index], data.actions[index], data.targets[index]))
+        assert all(bool(torch.isfinite(p).all()) for p in params.values())
+        steps, member_acc = steps + 1, accuracy(params)
+    return params, steps, member_acc

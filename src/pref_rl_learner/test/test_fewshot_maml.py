@@ -10,6 +10,7 @@ reward differ from those of the linear true one on a few percent of pairs, a cei
 meta-training cannot lift and that has nothing to do with adaptation.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -36,7 +37,11 @@ from pref_rl_learner.reward import (
     RewardTrainingConfig,
 )
 from pref_rl_learner.reward.training import PairTensors, pair_tensors
-from pref_rl_learner.testing import maml_meta_gradient_by_loop, one_torch_thread
+from pref_rl_learner.testing import (
+    fewshot_adaptation_by_loop,
+    maml_meta_gradient_by_loop,
+    one_torch_thread,
+)
 
 DIM, STEPS, TILT = 6, 1, math.radians(10)
 MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32], 'member_batching': 'stacked'}
@@ -316,3 +321,78 @@ def test_batched_meta_gradient_is_the_exact_second_order_one():
                                                             strict=True))
         assert exact == pytest.approx(numeric, rel=1e-6, abs=1e-9)
         assert abs(approx - numeric) > 1e-4 * abs(numeric)
+
+
+@pytest.mark.parametrize('config', [
+    {'inputs': 'state_action', 'output': 'tanh'},
+    {'inputs': 'state', 'output': 'linear', 'member_batching': 'per_member'}])
+def test_stacked_adaptation_step_is_each_members_own_sgd_step(config):
+    """One batched inner step equals M separate networks, each an MLP holding slice m of
+    the weights, each stepped by autograd on its own member's loss alone with its α_m."""
+    model = RewardEnsemble((DIM,), 2, from_mapping(RewardModelConfig, {**MODEL, **config}),
+                           seed=3)
+    maml = MAML(model, MAMLConfig(inner_lr=0.05))
+    g = torch.Generator().manual_seed(4)
+    maml.inner_lrs = {n: 0.1 * torch.rand(lr.shape, generator=g)
+                      for n, lr in maml.inner_lrs.items()}
+    (data,) = random_tasks(model, (9,), 5)
+    assert maml.batches_tasks
+    stepped = maml.step(maml.initial_parameters(), data)
+    features = model.vector_features(data.observations, data.actions)  # [N, 2, T, F]
+    layers = len(model.head.linears)
+    for m in range(model.ensemble_size):
+        weights = [model.head.linears[i].weight[m].detach().clone().requires_grad_()
+                   for i in range(layers)]
+        biases = [model.head.linears[i].bias[m].detach().clone().requires_grad_()
+                  for i in range(layers)]
+        h = features
+        for i in range(layers):
+            h = h @ weights[i] + biases[i]
+            h = torch.nn.functional.leaky_relu(h, 0.01) if i < layers - 1 else h
+        rewards = torch.tanh(h) if config['output'] == 'tanh' else h
+        returns = rewards.squeeze(-1).sum(dim=-1)  # [N, 2]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            returns[:, 1] - returns[:, 0], data.targets)
+        grads = torch.autograd.grad(loss, weights + biases)
+        for i in range(layers):
+            for kind, param, grad in (('weight', weights[i], grads[i]),
+                                      ('bias', biases[i], grads[layers + i])):
+                name = f'head.linears.{i}.{kind}'
+                expected = param - maml.inner_lrs[name][m] * grad
+                torch.testing.assert_close(stepped[name][m], expected, rtol=1e-5, atol=1e-6)
+                if kind == 'weight':  # (the output bias cancels in R_right − R_left)
+                    assert not torch.equal(stepped[name][m], param)  # the step moved it
+
+
+@pytest.mark.parametrize(('model_config', 'fewshot_config'), [
+    ({'inputs': 'state_action', 'output': 'tanh'}, {'adapt_min_steps': 6, 'adapt_max_steps': 6}),
+    ({'inputs': 'state', 'output': 'linear'}, {})])
+def test_batched_adaptation_equals_the_per_member_loop(meta_init, model_config,
+                                                       fewshot_config):
+    """FewShotTrainer (members batched, one read back per epoch) adapts to the same weights
+    in the same epochs with the same member accuracies as the per-member autograd loop it
+    replaced, for the same seed: several minibatches per epoch, a fixed epoch count and a
+    stop at the target."""
+    model = RewardEnsemble((DIM,), 2, from_mapping(RewardModelConfig,
+                                                   {**MODEL, **model_config}), seed=5)
+    lrs = {n: torch.full_like(p, 0.05) for n, p in model.named_parameters()}
+    if model_config['inputs'] == 'state':  # the meta-trained toy prior (its α too)
+        model, lrs = _model(meta_init), meta_init.inner_lrs
+    training = from_mapping(RewardTrainingConfig, {**TRAINING, 'batch_size': 16})
+    batch = labelled_pairs(0.25, 11, 40)  # 3 minibatches of 16, 16 and 8 pairs per epoch
+    if model_config['inputs'] == 'state_action':
+        actions = np.random.default_rng(3).uniform(-1, 1, (40, STEPS, 2)).astype(np.float32)
+        batch = PreferenceBatch(batch.left_observations, actions, batch.right_observations,
+                                actions[::-1].copy(), batch.right_preferred)
+
+    def trainer():
+        return FewShotTrainer(copy.deepcopy(model), lrs,
+                              FewShotConfig(fallback=False, **fewshot_config), training, seed=7)
+    batched = trainer()
+    report = batched.train(batch)
+    reference, epochs, accuracy = fewshot_adaptation_by_loop(trainer(), batch)
+    assert report.adapt_steps == epochs >= 2
+    assert report.member_train_accuracy == pytest.approx(accuracy, abs=1e-6)
+    for name, p in batched.model.named_parameters():
+        assert not torch.equal(p, dict(model.named_parameters())[name])  # it adapted
+        torch.testing.assert_close(p, reference[name], rtol=1e-5, atol=1e-6)

@@ -39,6 +39,7 @@ from pref_rl_learner.reward.training import (
     RewardTrainingConfig,
     TrainingReport,
     pair_tensors,
+    preference_loss,
 )
 
 ADAPTED = 'adapted'
@@ -136,7 +137,7 @@ class FewShotTrainer:
         if val is not None:
             pair_tensors(self.model, val, 'val')  # reject a malformed val set up front
         self.reset_to_meta_init()
-        params, steps, member_acc, diverged = self._adapt(data)
+        params, steps, member_acc, diverged, train_loss = self._adapt(data)
         self.maml.load_parameters(params)
         adapt_acc = _lowest(member_acc)
         reached = (not diverged and not math.isnan(adapt_acc)
@@ -152,7 +153,6 @@ class FewShotTrainer:
                                  adapt_accuracy=adapt_acc)
         path = ADAPTED if reached else NOT_REACHED
         self.counts[path] += 1
-        train_loss, _ = self.fallback_trainer.evaluate(train)
         val_loss, val_acc = (None, None) if val is None else self.fallback_trainer.evaluate(val)
         self.model.version += 1
         return FewShotReport(
@@ -166,16 +166,21 @@ class FewShotTrainer:
         """(mean member loss, accuracy of the ensemble mean) of the current weights."""
         return self.fallback_trainer.evaluate(batch)
 
-    def _adapt(self, data: PairTensors) -> tuple[Params, int, torch.Tensor, bool]:
+    def _adapt(self, data: PairTensors) -> tuple[Params, int, torch.Tensor, bool, float]:
         """Epochs of θ ← θ − α ⊙ ∇ℒ until the target; (weights, epochs, member accuracy,
-        diverged). The learned rates were meta-trained for a few steps; over many they can
-        blow up, and then the last finite weights are returned with ``diverged`` set."""
+        diverged, mean member loss on ``data``). The learned rates were meta-trained for a
+        few steps; over many they can blow up, and then the last finite weights are returned
+        with ``diverged`` set.
+
+        Every member adapts in the same step (:meth:`MAML.step`: one stacked computation for
+        an MLP head); the only value read back to the host per epoch is the check that
+        decides whether to stop (finite, every member's accuracy)."""
         config, model = self.config, self.model
         params = self.maml.initial_parameters()
         count, batch = data.targets.shape[0], self.training.batch_size
-        member_acc = self._member_accuracy(params, data)
+        member_acc, loss = self._check(params, data)
         if member_acc is None:  # θ itself is unusable here: straight to the fallback
-            return params, 0, torch.full((model.ensemble_size,), math.nan), True
+            return params, 0, torch.full((model.ensemble_size,), math.nan), True, math.nan
         steps = 0
         while steps < config.adapt_max_steps:
             if steps >= config.adapt_min_steps and _lowest(member_acc) >= config.target_accuracy:
@@ -188,18 +193,17 @@ class FewShotTrainer:
                 part = PairTensors(data.observations[index], data.actions[index],
                                    data.targets[index])
                 params = self.maml.step(params, part)
-            accuracy = None
-            if all(bool(torch.isfinite(p).all()) for p in params.values()):
-                accuracy = self._member_accuracy(params, data)  # None: non-finite logits
+            accuracy, epoch_loss = self._check(params, data)  # None: non-finite
             if accuracy is None:
-                return before, steps, member_acc, True
-            steps, member_acc = steps + 1, accuracy
-        return params, steps, member_acc, False
+                return before, steps, member_acc, True, loss
+            steps, member_acc, loss = steps + 1, accuracy, epoch_loss
+        return params, steps, member_acc, False, loss
 
     @torch.no_grad()
-    def _member_accuracy(self, params: Params, data: PairTensors) -> torch.Tensor | None:
-        """Each member's accuracy on ``data`` (eval mode, chunked); None when a return is
-        not finite."""
+    def _check(self, params: Params, data: PairTensors) -> tuple[torch.Tensor | None, float]:
+        """(each member's accuracy on ``data`` ``[M]``, mean member preference loss) of
+        ``params`` in eval mode, chunked; (None, NaN) when a weight or a return is not
+        finite. One read back to the host."""
         model = self.model
         steps = 2 * data.observations.shape[2]
         chunk = max(1, model.config.inference_chunk // steps)
@@ -211,9 +215,15 @@ class FewShotTrainer:
                                    data.targets[begin:begin + chunk])
                 logits.append(self.maml.pair_logits(params, part))
         joined = torch.cat(logits, dim=1)
-        if not bool(torch.isfinite(joined).all()):
-            return None
-        return member_accuracy(joined, data.targets)
+        finite = torch.stack([torch.isfinite(joined).all(),
+                              *(torch.isfinite(p).all() for p in params.values())]).all()
+        targets = data.targets.expand_as(joined)
+        loss = preference_loss(joined, targets, self.training.random_response).mean()
+        figures = torch.cat([finite[None].to(loss.dtype), loss[None],
+                             member_accuracy(joined, data.targets).to(loss.dtype)]).tolist()
+        if not figures[0]:
+            return None, math.nan
+        return torch.tensor(figures[2:]), figures[1]
 
     def state_dict(self) -> dict[str, Any]:
         """θ, α, the fallback trainer, the counters and the shuffling generator."""

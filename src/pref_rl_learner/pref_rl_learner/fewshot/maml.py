@@ -147,7 +147,39 @@ class MAML:
 
     def step(self, params: Mapping[str, torch.Tensor], data: PairTensors,
              create_graph: bool = False) -> Params:
-        """One inner update θ ← θ − α ⊙ ∇_θ ℒ(θ; data) (see :meth:`adapt`)."""
+        """One inner update θ ← θ − α ⊙ ∇_θ ℒ(θ; data) (see :meth:`adapt`).
+
+        When :attr:`batches_tasks`, the members' gradients come from one stacked explicit
+        backpropagation (:meth:`stacked_step`, the inner step of pretraining's meta-batch);
+        otherwise (pixels, batch norm) from autograd (:meth:`autograd_step`). Same update.
+        """
+        if not self.batches_tasks:
+            return self.autograd_step(params, data, create_graph)
+        stacked, weights = stack_tasks([data])
+        return self.stacked_step(dict(params), self.inner_lrs, stacked, weights, create_graph)
+
+    def stacked_step(self, params: Params, inner_lrs: Params, data: PairTensors,
+                     weights: torch.Tensor, create_graph: bool) -> Params:
+        """θ ← θ − α ⊙ ∇ℒ for ``G = T·M`` stacked networks at once (only when
+        :attr:`batches_tasks`): ``params`` and ``inner_lrs`` ``[G, ...]`` (or ``[M, ...]`` when
+        ``T`` is 1), ``data`` the ``T`` stacked tasks ``[T, N, ...]`` and ``weights`` ``[T, N]``
+        (:func:`stack_tasks`). Slice (𝒯, m) of every gradient is ∇ of copy (𝒯, m)'s own loss
+        Σ_n w_n ℓ_n alone. With ``create_graph`` the update is differentiable in ``params``
+        and ``inner_lrs`` (exact second order unless ``first_order``); without it, constant."""
+        features = self._stacked_features(data)
+        second_order = create_graph and not self.config.first_order
+        with torch.set_grad_enabled(create_graph):
+            grads = self.model.head.stacked_gradients(
+                _head_names(params), features,
+                lambda rewards: self._task_losses(rewards, data, weights)[0].sum(),
+                create_graph=second_order)
+            return {n: p - inner_lrs[n] * grads[n[len(_HEAD):]] for n, p in params.items()}
+
+    def autograd_step(self, params: Mapping[str, torch.Tensor], data: PairTensors,
+                      create_graph: bool = False) -> Params:
+        """:meth:`step` by autograd through :func:`functional_call` of the whole ensemble
+        (any architecture: pixels, batch norm; the members through the ensemble's own
+        kernel). The reference the stacked step is tested against."""
         names = list(params)
         if not create_graph:
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
@@ -207,17 +239,11 @@ class MAML:
 
         params = {n: per_task_member(p) for n, p in self.model.named_parameters()}
         inner_lrs = {n: per_task_member(lr) for n, lr in self.inner_lrs.items()}
-        support_features = self._stacked_features(support)
-        head = self.model.head
         for _ in range(self.config.inner_steps):
-            # Σ_𝒯 Σ_m mean_n ℓ: slice (𝒯, m) of each gradient is ∇ℒ_𝒯m of its own copy alone.
-            grads = head.stacked_gradients(
-                _head_names(params), support_features,
-                lambda rewards: self._task_losses(rewards, support, support_weights)[0].sum(),
-                create_graph=not self.config.first_order)
-            params = {n: p - inner_lrs[n] * grads[n[len(_HEAD):]] for n, p in params.items()}
-        rewards = functional_call(head, _head_names(params), (self._stacked_features(query),),
-                                  {'kernel': 'stacked'})
+            params = self.stacked_step(params, inner_lrs, support, support_weights,
+                                       create_graph=True)
+        rewards = functional_call(self.model.head, _head_names(params),
+                                  (self._stacked_features(query),), {'kernel': 'stacked'})
         per_task, logits = self._task_losses(rewards, query, query_weights)
         accuracy = pair_accuracies(logits, query.targets, query_weights > 0).nanmean()
         return per_task.sum(dim=1).mean(), accuracy
@@ -311,9 +337,8 @@ def stack_tasks(tasks: Sequence[PairTensors]) -> tuple[PairTensors, torch.Tensor
 
 
 def member_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Each member's accuracy on decisive labels ``[M]`` (NaN without any)."""
+    """Each member's accuracy on decisive labels ``[M]`` (NaN without any), on the logits'
+    device: no host read."""
     decisive = targets != 0.5
-    if not bool(decisive.any()):
-        return torch.full((logits.shape[0],), math.nan)
     hits = ((logits.detach() > 0) == (targets > 0.5)) & decisive
-    return hits.sum(dim=1).float().cpu() / float(decisive.sum())
+    return hits.sum(dim=1).float() / decisive.sum().float()

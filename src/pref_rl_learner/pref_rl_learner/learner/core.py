@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,7 @@ class LearnerCore:
         self._model = threading.RLock()
         self._labels = threading.Lock()
         self._wake = threading.Event()
+        self._label_in = threading.Event()  # a label arrived: a chunk of updates stops early
         self._queries_out: list[PreferenceQuery] = []
         self._weights_out: PolicyWeights | None = None
         self.evaluator = evaluator
@@ -140,6 +142,9 @@ class LearnerCore:
         self.notes: list[str] = []
         """What the node should log about this start (stale temp files, a fallback)."""
         self.checkpoints_written = 0
+        self.on_reward_model: Callable[[], None] | None = None
+        """Called from the worker's thread after every training that yields a new reward
+        model (the node publishes its status at once rather than at its next timer tick)."""
         try:
             # The store's lock makes this process the run directory's only owner: temp files
             # of saves killed before their rename are garbage.
@@ -259,6 +264,7 @@ class LearnerCore:
             if not self.store.add_label(label):
                 return 'already stored'
             self.budget.record([label.choice])
+        self._label_in.set()
         self._wake.set()
         return 'stored'
 
@@ -334,6 +340,7 @@ class LearnerCore:
         with self._model:
             if self.finished:
                 return False
+            self._label_in.clear()  # every label stored so far is seen by _maybe_train
             learns_reward = self.config.algorithm != 'sac'
             if (self._maybe_evaluate()
                     or learns_reward and (self._maybe_train() or self._maybe_start_session())):
@@ -409,6 +416,8 @@ class LearnerCore:
                         report.train_accuracy if report.val_accuracy is None
                         else report.val_accuracy)
                     self.last_report = report
+            if report is not None and self.on_reward_model is not None:
+                self.on_reward_model()
             return report
 
     def _maybe_start_session(self) -> bool:
@@ -465,9 +474,13 @@ class LearnerCore:
         if kind is UpdateKind.NONE:
             st.budgeted_updates = allowed  # nothing to learn from yet: skip these updates
             return False
-        for _ in range(todo):
+        done = 0
+        while done < todo and not (done and self._label_in.is_set()):
+            # A label that may complete a session stops the chunk: training waits for one
+            # update at most, not a whole chunk.
             self.learning.update(kind, guard=self._data)  # ingest shares the buffer
-        st.budgeted_updates += todo
+            done += 1
+        st.budgeted_updates += done
         if not self.learning.verify_agent():
             return True  # rolled back to the last finite state: nothing to publish
         if self.agent.num_updates - st.last_export_updates >= self.learner.policy_publish_interval:

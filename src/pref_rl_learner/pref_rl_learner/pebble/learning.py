@@ -196,9 +196,11 @@ class PebbleLearning:
         before = clone_state(self.preferences.state_dict())
         try:
             report = self.preferences.train(train, val)
-            with guard:
-                self.reward_model.fit_normalizer(*self._normalizer_sample())
-            healthy = all_finite(self.reward_model.state_dict())
+            with guard:  # one hold: the transitions evaluated are the ones relabelled
+                raw = self._refit_normalizer()
+                healthy = all_finite(self.reward_model.state_dict())
+                if healthy:
+                    self._relabel_all(raw)
         except RewardModelError:  # e.g. the normaliser's sample came out non-finite
             healthy = False
         if not healthy:
@@ -206,8 +208,6 @@ class PebbleLearning:
             self.preferences.load_state_dict(before)
             self.rollbacks['reward'] += 1
             return None
-        with guard:
-            self._relabel_all()
         return report
 
     def verify_agent(self) -> bool:
@@ -239,9 +239,10 @@ class PebbleLearning:
         """The buffer carries the current model's rewards (the prior's, before any
         training; only the newest transitions are labelled when the model is unchanged)."""
         if self.labels_from != self.reward_model.version:
+            raw = None
             if self.labels_from == TRUE_REWARDS and self.reward_model.version == 0:
-                self.reward_model.fit_normalizer(*self._normalizer_sample())  # the prior
-            self._relabel_all()
+                raw = self._refit_normalizer()  # the prior
+            self._relabel_all(raw)
         elif self.unlabelled:
             self.buffer.relabel(self.reward_model.reward,
                                 start=len(self.buffer) - self.unlabelled)
@@ -260,15 +261,25 @@ class PebbleLearning:
                     batch = self._sample()
                 self.agent.update(batch)
 
-    def _relabel_all(self) -> None:
-        self.buffer.relabel(self.reward_model.reward)
+    def _relabel_all(self, raw: torch.Tensor | None = None) -> None:
+        """Every stored transition gets the current model's reward (``raw``: its member
+        outputs on them, when already computed)."""
+        if raw is None:
+            raw = self.reward_model.member_rewards(*self.buffer.stored_inputs())
+        self.buffer.set_rewards(self.reward_model.normalized_mean(raw))
         self.labels_from = self.reward_model.version
         self.unlabelled = 0
 
-    def _normalizer_sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        sample = self.buffer.sample(min(NORMALIZER_SAMPLES, len(self.buffer)),
-                                    self.sample_generator)
-        return sample.observations, sample.actions
+    def _refit_normalizer(self) -> torch.Tensor:
+        """Fit the reward normalisation to ``NORMALIZER_SAMPLES`` replay transitions drawn
+        with replacement; returns the raw member outputs ``[M, len]`` of every stored
+        transition, which the sample is taken from: one pass over the buffer serves the fit
+        and the relabelling."""
+        raw = self.reward_model.member_rewards(*self.buffer.stored_inputs())
+        index = self.buffer.sample_indices(min(NORMALIZER_SAMPLES, len(self.buffer)),
+                                           self.sample_generator)
+        self.reward_model.fit_normalizer_to(raw[:, index])
+        return raw
 
     def _sample(self, entropy: bool = False) -> TransitionBatch:
         """A replay batch; with ``entropy`` its rewards are the k-NN state entropy."""

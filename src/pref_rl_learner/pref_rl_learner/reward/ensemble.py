@@ -290,7 +290,24 @@ class RewardEnsemble(nn.Module):
         """
         observations, actions = _tensor(observations), _maybe_tensor(actions)
         members = self._member_outputs(observations, actions)
-        return self.normalizer(members).mean(dim=0).to(observations.device)
+        return self.normalized_mean(members).to(observations.device)
+
+    @torch.no_grad()
+    def member_rewards(self, observations: torch.Tensor, actions: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """Raw (unnormalised) member outputs ``[M, *B]`` on the model's device, eval mode,
+        chunked: what :meth:`fit_normalizer_to` and :meth:`normalized_mean` take, so one pass
+        over a replay buffer serves both the normaliser fit and the relabelling.
+
+        Raises:
+            RewardModelError: the inputs are malformed.
+        """
+        return self._member_outputs(_tensor(observations), _maybe_tensor(actions))
+
+    def normalized_mean(self, member_rewards: torch.Tensor) -> torch.Tensor:
+        """``mean_m (r̂_m − μ_m) / σ_m`` of raw member outputs ``[M, *B]`` -> ``[*B]``: the
+        reward RL sees (:meth:`reward`)."""
+        return self.normalizer(member_rewards).mean(dim=0)
 
     @torch.no_grad()
     def fit_normalizer(self, observations: torch.Tensor,
@@ -300,9 +317,19 @@ class RewardEnsemble(nn.Module):
         Raises:
             RewardModelError: the sample is empty or the inputs are malformed.
         """
-        raw = self._member_outputs(_tensor(observations), _maybe_tensor(actions))
+        self.fit_normalizer_to(self._member_outputs(_tensor(observations),
+                                                    _maybe_tensor(actions)))
+
+    @torch.no_grad()
+    def fit_normalizer_to(self, member_rewards: torch.Tensor) -> None:
+        """:meth:`fit_normalizer` from raw member outputs ``[M, N]`` already computed
+        (:meth:`member_rewards` of the sample).
+
+        Raises:
+            RewardModelError: the sample is empty, misshapen or non-finite.
+        """
         try:
-            self.normalizer.fit(raw)
+            self.normalizer.fit(member_rewards)
         except ValueError as err:
             raise RewardModelError(str(err)) from err
 

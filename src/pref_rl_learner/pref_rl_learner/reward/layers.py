@@ -124,24 +124,28 @@ class BatchedMLP(nn.Module):
         For ``z_i = h_i W_i + b_i`` and ``h_{i+1} = φ(z_i)`` (leaky ReLU, times the dropout
         mask when training): ``δ_i = ∂loss/∂z_i``, ``∇W_i = h_iᵀ δ_i``, ``∇b_i = Σ_k δ_i``,
         ``δ_{i−1} = (δ_i W_iᵀ) ⊙ φ'(z_{i−1})``, where φ' is a constant of the forward pass
-        (1 or the negative slope, 0 a.e. as a derivative). With ``create_graph`` the result
-        is differentiable in ``params`` (exactly as autograd's double backward: MAML's
-        second-order terms) at fewer elementwise passes; without it, it is constant.
+        (1 or the negative slope, 0 a.e. as a derivative), applied by the fused
+        ``leaky_relu_backward`` kernel (one elementwise pass per layer each way: at these
+        sizes the passes over ``[G, K, hidden]`` cost as much as the products). With
+        ``create_graph`` the result is differentiable in ``params`` (exactly as autograd's
+        double backward: MAML's second-order terms) at fewer elementwise passes; without it,
+        it is constant.
         """
         weights = [params[f'linears.{i}.weight'] for i in range(len(self.linears))]
         biases = [params[f'linears.{i}.bias'] for i in range(len(self.linears))]
-        inputs, slopes = [x], []
+        slope = self.negative_slope
+        inputs, pre_activations, masks = [x], [], []
         with torch.set_grad_enabled(create_graph):
             h = x
             for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
                 z = torch.baddbmm(bias[:, None, :], h, weight)
-                slope = torch.where(z.detach() > 0, 1.0, self.negative_slope)  # φ'(z)
+                h = F.leaky_relu(z, slope)
                 if self.dropout and self.training:
-                    keep = torch.rand_like(slope) >= self.dropout
-                    slope = slope * keep / (1.0 - self.dropout)
-                h = z * slope  # φ(z): leaky ReLU (and dropout) as a product with φ'(z)
+                    keep = (torch.rand_like(z) >= self.dropout) / (1.0 - self.dropout)
+                    h = h * keep
+                    masks.append(keep)
                 inputs.append(h)
-                slopes.append(slope)
+                pre_activations.append(z.detach())
             z = torch.baddbmm(biases[-1][:, None, :], h, weights[-1]).squeeze(-1)
             y = self.output(z)
         if not create_graph:
@@ -156,7 +160,11 @@ class BatchedMLP(nn.Module):
                 grads[f'linears.{i}.weight'] = torch.bmm(inputs[i].transpose(1, 2), delta)
                 grads[f'linears.{i}.bias'] = delta.sum(dim=1)
                 if i > 0:
-                    delta = torch.bmm(delta, weights[i].transpose(1, 2)) * slopes[i - 1]
+                    delta = torch.bmm(delta, weights[i].transpose(1, 2))  # ∂loss/∂h_i
+                    if masks:
+                        delta = delta * masks[i - 1]
+                    delta = torch.ops.aten.leaky_relu_backward(
+                        delta, pre_activations[i - 1], slope, False)  # ⊙ φ'(z_{i−1})
         return grads
 
     def _member(self, m: int, h: torch.Tensor) -> torch.Tensor:

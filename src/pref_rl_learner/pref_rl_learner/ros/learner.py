@@ -48,7 +48,8 @@ Topics:
 - publishes ``policy_weights`` (PolicyWeights, LATCHED) every ``policy_publish_interval``
   SAC updates, versions 1, 2, ...
 - publishes ``learner_status`` (LearnerStatus, LATCHED) after every ingested segment (its
-  ``env_steps`` drives the robot's flow control), every answered label, and on any change.
+  ``env_steps`` drives the robot's flow control), every answered label, every new reward
+  model (at once, from the worker through a guard condition), and on any change.
 
 Services:
 
@@ -209,6 +210,9 @@ class LearnerNode(Node):
         self.create_timer(c.publish_period_s, self.on_publish_timer)
         if c.checkpoint_interval_s:
             self.create_timer(c.checkpoint_interval_s, self.on_checkpoint_timer)
+        # A new reward model is announced at once: the worker triggers, the executor publishes.
+        self._new_model = self.create_guard_condition(self._on_new_model)
+        self.core.on_reward_model = self._new_model.trigger
         self.worker = LearnerWorker(self.core)
         self.worker.start()
         status = self.core.status()
@@ -268,6 +272,9 @@ class LearnerNode(Node):
         return response
 
     # ---------------------------------------------------------------------------- outputs
+
+    def _on_new_model(self) -> None:
+        self.publish_status(only_if_changed=True)
 
     def on_publish_timer(self) -> None:
         """Publish new weights and queries (frames attached when they came), status."""

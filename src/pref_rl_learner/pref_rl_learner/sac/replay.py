@@ -137,16 +137,22 @@ class ReplayBuffer:
 
         ``generator`` may live on the CPU or on the buffer's device.
         """
+        index = self.sample_indices(batch_size, generator)
+        t = self._t
+        return TransitionBatch(t['observations'][index], t['actions'][index],
+                               t['rewards'][index], t['next_observations'][index],
+                               t['terminated'][index])
+
+    def sample_indices(self, batch_size: int, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        """The slots :meth:`sample` would draw (same draws from ``generator``), ``[batch]``
+        on the buffer's device (slot order, as :meth:`stored_inputs` and :attr:`rewards`)."""
         size = len(self)
         if size == 0:
             raise ReplayError('cannot sample from an empty replay buffer')
         gen_device = generator.device if generator is not None else self.device
         index = torch.randint(size, (batch_size,), generator=generator, device=gen_device)
-        index = index.to(self.device, non_blocking=True)
-        t = self._t
-        return TransitionBatch(t['observations'][index], t['actions'][index],
-                               t['rewards'][index], t['next_observations'][index],
-                               t['terminated'][index])
+        return index.to(self.device, non_blocking=True)
 
     def sample_segments(self, num: int, length: int, rng: np.random.Generator) -> SegmentDraw:
         """``num`` segments of ``length`` consecutive steps, each inside one episode.
@@ -225,6 +231,29 @@ class ReplayBuffer:
                 raise ReplayError('reward_fn returned non-finite rewards')
             self._t['rewards'][rows] = rewards
             position += count
+
+    @torch.no_grad()
+    def set_rewards(self, rewards: torch.Tensor) -> None:
+        """Rewrite the training rewards of every stored slot at once: ``rewards`` ``[len]`` in
+        slot order (as :meth:`stored_inputs`; e.g. a reward model evaluated on them).
+
+        Raises:
+            ReplayError: ``rewards`` has another shape or holds non-finite values (nothing is
+                written then).
+        """
+        size = len(self)
+        rewards = torch.as_tensor(rewards).to(self.device, torch.float32)
+        if tuple(rewards.shape) != (size,):
+            raise ReplayError(f'{tuple(rewards.shape)} rewards for {size} stored transitions')
+        if not bool(torch.isfinite(rewards).all()):
+            raise ReplayError('non-finite rewards')
+        self._t['rewards'][:size] = rewards
+
+    def stored_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observations ``[len, *obs]``, actions ``[len, A]``) of the stored slots (slot
+        order; views, do not modify)."""
+        size = len(self)
+        return self._t['observations'][:size], self._t['actions'][:size]
 
     @property
     def true_rewards(self) -> torch.Tensor:
