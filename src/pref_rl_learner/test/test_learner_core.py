@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from pref_rl_learner.batches import SegmentPairs
 from pref_rl_learner.config import from_mapping
@@ -308,3 +309,43 @@ def test_pacing_holds_segments_until_learning_catches_up(tmp_path, segments):
         unpaced.ingest(segment)
     assert unpaced.status().env_steps == 600 and unpaced.agent.num_updates == 0
     unpaced.close()
+
+
+def test_a_sessions_last_label_is_trained_on_after_one_more_update_at_most(tmp_path, segments):
+    """A label stops the worker's chunk of SAC updates (training waits for one update, not a
+    whole chunk); the new model is announced through ``on_reward_model`` once per training;
+    and the whole buffer carries the new model's normalised reward."""
+    pace = LearnerConfig(updates_per_step=1.0, update_chunk=50, max_update_lag=-1,
+                         policy_publish_interval=10_000)
+    core = LearnerCore(config(schedule={'queries_per_session': 5,
+                                        'session_interval_steps': 300, 'total_budget': 10}),
+                       pace, tmp_path)
+    announced = []
+    core.on_reward_model = lambda: announced.append(core.reward_model.version)
+    asked = []
+    feed(core, segments[:61], asked=asked)  # the first session was due at 600
+    assert len(asked) == 5
+    teacher = Teacher()
+    for query in asked[:4]:
+        core.submit_label(teacher.label(query))
+    for segment in segments[61:70]:  # updates owed: a full chunk of 50 would run now
+        core.ingest(segment)
+    update = core.learning.update
+
+    def update_then_label(*args, **kwargs):  # the last label arrives during an update
+        core.learning.update = update
+        core.submit_label(teacher.label(asked[4]))
+        return update(*args, **kwargs)
+    core.learning.update = update_then_label
+    before = core.agent.num_updates
+    assert core.work_step()
+    assert core.agent.num_updates == before + 1 and core.reward_model.version == 0
+    assert core.work_step() and core.reward_model.version == 1  # trains straight away
+    assert announced == [1]
+    observations, actions = core.buffer.stored_inputs()
+    torch.testing.assert_close(core.buffer.rewards,
+                               core.reward_model.reward(observations, actions))
+    while core.work_step():  # the updates held back are still made
+        pass
+    assert core.agent.num_updates - before >= 9 * 10 - 1
+    core.close()

@@ -17,7 +17,7 @@ from pref_rl_learner.config import from_mapping
 from pref_rl_learner.learner import LearnerCore
 from pref_rl_learner.pebble import reward_learning
 from pref_rl_learner.pebble.config import TrainConfig
-from pref_rl_learner.pebble.learning import UpdateKind
+from pref_rl_learner.pebble.learning import NORMALIZER_SAMPLES, UpdateKind
 from pref_rl_learner.pebble.trainer import PebbleTrainer
 from pref_rl_learner.preferences import PreferenceStore
 from pref_rl_learner.query_selection import QuerySelectionConfig
@@ -207,3 +207,33 @@ def test_a_small_buffer_never_asks_the_same_pair_twice_in_a_session(tmp_path):
     finally:
         store.close()
     assert len(set(pairs)) == 30
+
+
+def test_the_normaliser_is_fitted_to_the_same_replay_sample_it_always_was(tmp_path):
+    """One pass over the buffer serves the normaliser fit and the relabelling: the
+    statistics are those of ``NORMALIZER_SAMPLES`` transitions drawn by ``buffer.sample``
+    from the run's generator (the draw is unchanged), and every stored transition carries
+    the new model's normalised reward."""
+    trainer = PebbleTrainer(tiny(), tmp_path)
+    trainer.run()
+    learning = trainer.learning
+    state = learning.sample_generator.get_state()
+    version = learning.reward_model.version
+    store = PreferenceStore.open(tmp_path / 'preferences', learning.store_config())
+    try:
+        assert learning.fit_reward(store) is not None
+    finally:
+        store.close()
+    assert learning.reward_model.version == version + 1
+    replay = torch.Generator()
+    replay.set_state(state)  # the draw fit_reward made, as buffer.sample makes it
+    sample = learning.buffer.sample(min(NORMALIZER_SAMPLES, len(learning.buffer)), replay)
+    raw = learning.reward_model.member_rewards(sample.observations, sample.actions).double()
+    normalizer = learning.reward_model.normalizer
+    torch.testing.assert_close(normalizer.mean, raw.mean(dim=1).float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(normalizer.std, raw.std(dim=1, correction=0).float(), rtol=1e-5,
+                               atol=1e-6)
+    observations, actions = learning.buffer.stored_inputs()
+    torch.testing.assert_close(learning.buffer.rewards,
+                               learning.reward_model.reward(observations, actions))
+    assert learning.labels_from == learning.reward_model.version and learning.unlabelled == 0
