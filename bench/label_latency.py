@@ -33,7 +33,12 @@ wall time of both and the post-adaptation training accuracy of both (they must a
 
 Figures per arm: p50 / p95 / max latency in ms over the measured sessions, the labels at the
 first and last of them, how many sessions met the limit, and the latency of every session by
-labels stored; ``fewshot_speedup_p50`` = full retraining p50 / few-shot p50.
+labels stored; where the time went, from the learner's log line of each training: epochs,
+training (or adaptation) time, normaliser fit + relabelling, the whole fit (the rest of the
+latency is the wait for the worker and the status round trip); the load average and the
+machine's fp32 matmul rate at the adaptation's products before and after (the machine is
+shared: read the latencies against them); ``fewshot_speedup_p50`` = full retraining p50 /
+few-shot p50.
 
 Run: scripts/bench label_latency (or python bench/label_latency.py inside scripts/env.sh);
 --quick for a smoke run (30 labels, 3 sessions).
@@ -44,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,8 +188,23 @@ def measure(config: Path, labels: int, sessions: int, timeout_s: float, work: Pa
     return labeller.sessions
 
 
-def summary(arm: str, timed: list[tuple[int, float]], labels: int) -> dict:
-    """An arm's figures over the sessions at ``labels`` or more."""
+FIT_LINE = re.compile(r'reward model v\d+ from (\d+) labels: (\d+) epochs, training '
+                      r'([\d.]+) s, fit with normaliser and relabelling ([\d.]+) s')
+"""The learner's log line of each new reward model (ros/learner.py)."""
+
+
+def learner_fits(log: Path) -> dict[int, tuple[int, float, float]]:
+    """(epochs, training s, whole fit s) of each training by labels stored, from the log."""
+    fits = {}
+    for match in FIT_LINE.finditer(log.read_text()):
+        fits[int(match[1])] = (int(match[2]), float(match[3]), float(match[4]))
+    return fits
+
+
+def summary(arm: str, timed: list[tuple[int, float]], labels: int,
+            fits: dict[int, tuple[int, float, float]]) -> dict:
+    """An arm's figures over the sessions at ``labels`` or more; ``fits``: the learner's own
+    account of each training (where the latency went)."""
     curve = [[count, round(1000 * s, 1)] for count, s in timed]
     at = sorted(ms for count, ms in curve if count >= labels)
     figures: dict = {'sessions': len(at), 'latency_ms_vs_labels': curve,
@@ -197,7 +218,40 @@ def summary(arm: str, timed: list[tuple[int, float]], labels: int) -> dict:
         'max_ms': round(at[-1], 1), 'labels_first': counts[0], 'labels_last': counts[-1],
         'sessions_within_limit': sum(1 for ms in at if ms <= LIMIT_P95_MS[arm]),
         'meets_limit_p95': p95 <= LIMIT_P95_MS[arm]})
+    own = [fits[count] for count in counts if count in fits]
+    if own:
+        training = [1000 * t for _, t, _ in own]
+        fit = [1000 * f for _, _, f in own]
+        figures.update({
+            'epochs_p50': percentile([e for e, _, _ in own], 50),
+            'training_p50_ms': round(percentile(training, 50), 1),
+            'training_p95_ms': round(percentile(training, 95), 1),
+            'normaliser_and_relabel_p50_ms': round(percentile(
+                [f - t for f, t in zip(fit, training, strict=True)], 50), 1),
+            'fit_p50_ms': round(percentile(fit, 50), 1),
+            'fit_p95_ms': round(percentile(fit, 95), 1)})
     return figures
+
+
+def machine_state() -> dict:
+    """The 1-minute load average and the fp32 matmul rate on one thread at the reward
+    network's hidden-layer product (a training batch of 256 pairs of 10 steps x 128 x 128):
+    how much of the shared machine the run had."""
+    from common import gemm_flop, gemm_replay
+
+    from pref_rl_learner.testing import one_torch_thread
+
+    shapes = [(5120, 128, 128)] * 10
+    run = gemm_replay(shapes)
+    with one_torch_thread():
+        run(2)
+        best = float('inf')
+        for _ in range(5):
+            start = time.perf_counter()
+            run(4)
+            best = min(best, (time.perf_counter() - start) / 4)
+    return {'load_average_1min': round(os.getloadavg()[0], 2),
+            'matmul_gflop_per_s': round(gemm_flop(shapes) / best / 1e9, 1)}
 
 
 def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> dict:
@@ -284,8 +338,13 @@ def main() -> None:
                 continue
             config = arm_config(ARMS[arm], budget, work)
             run_dir = work / arm
+            figures.update({f'{arm}_{key}_before': value
+                            for key, value in machine_state().items()})
             timed = measure(config, args.labels, args.sessions, args.timeout, work, run_dir)
-            result = summary(arm, timed, args.labels)
+            figures.update({f'{arm}_{key}_after': value
+                            for key, value in machine_state().items()})
+            result = summary(arm, timed, args.labels,
+                             learner_fits(work / f'{config.stem}.log'))
             print(f'[label_latency] {arm}: {result}', flush=True)
             figures.update({f'{arm}_{key}': value for key, value in result.items()})
             if arm == 'fewshot' and args.adaptation_peer:

@@ -388,11 +388,13 @@ def test_batched_adaptation_equals_the_per_member_loop(meta_init, model_config,
     def trainer():
         return FewShotTrainer(copy.deepcopy(model), lrs,
                               FewShotConfig(fallback=False, **fewshot_config), training, seed=7)
-    batched = trainer()
-    report = batched.train(batch)
-    reference, epochs, accuracy = fewshot_adaptation_by_loop(trainer(), batch)
-    assert report.adapt_steps == epochs >= 2
-    assert report.member_train_accuracy == pytest.approx(accuracy, abs=1e-6)
-    for name, p in batched.model.named_parameters():
-        assert not torch.equal(p, dict(model.named_parameters())[name])  # it adapted
-        torch.testing.assert_close(p, reference[name], rtol=1e-5, atol=1e-6)
+    batched, looped = trainer(), trainer()
+    for _ in range(2):  # a second session: the minibatch orders drawn are the loop's, too
+        report = batched.train(batch)
+        reference, epochs, accuracy = fewshot_adaptation_by_loop(looped, batch)
+        assert report.adapt_steps == epochs >= 2
+        assert report.member_train_accuracy == pytest.approx(accuracy, abs=1e-6)
+        for name, p in batched.model.named_parameters():
+            assert not torch.equal(p, dict(model.named_parameters())[name])  # it adapted
+            torch.testing.assert_close(p, reference[name], rtol=1e-5, atol=1e-6)
+    assert torch.equal(batched.generator.get_state(), looped.generator.get_state())

@@ -173,54 +173,67 @@ class FewShotTrainer:
         with ``diverged`` set.
 
         Every member adapts in the same step (:meth:`MAML.step`: one stacked computation for
-        an MLP head); the only value read back to the host per epoch is the check that
-        decides whether to stop (finite, every member's accuracy)."""
-        config, model = self.config, self.model
-        params = self.maml.initial_parameters()
+        an MLP head). Before every epoch the weights are checked (finite, each member's
+        accuracy on every label: the stopping rule), the only values read back to the host.
+        Without dropout the check reuses the forward pass of the epoch's first minibatch
+        (:meth:`MAML.forward_step`), so it evaluates only the pairs outside it: with the
+        labels in one minibatch it costs nothing."""
+        config, model, maml = self.config, self.model, self.maml
         count, batch = data.targets.shape[0], self.training.batch_size
-        member_acc, loss = self._check(params, data)
-        if member_acc is None:  # θ itself is unusable here: straight to the fallback
-            return params, 0, torch.full((model.ensemble_size,), math.nan), True, math.nan
-        steps = 0
-        while steps < config.adapt_max_steps:
-            if steps >= config.adapt_min_steps and _lowest(member_acc) >= config.target_accuracy:
-                break
+        fused = maml.batches_tasks and not model.config.dropout
+        params, previous = maml.initial_parameters(), None
+        member_acc, loss, steps = torch.full((model.ensemble_size,), math.nan), math.nan, 0
+        while True:
+            more = steps < config.adapt_max_steps
+            drawn = self.generator.get_state()
+            order = (torch.randperm(count, generator=self.generator).to(data.targets.device)
+                     if more else None)
             model.train()
-            order = torch.randperm(count, generator=self.generator).to(data.targets.device)
-            before = params
+            pending = known = None
+            if more and fused:
+                known, pending = maml.forward_step(params, _take(data, order[:batch]))
+            accuracy, checked_loss = self._check(params, data, order, known)
+            if accuracy is None:  # non-finite: θ unusable (to the fallback), or blown up
+                return (params if previous is None else previous), steps, member_acc, True, loss
+            member_acc, loss = accuracy, checked_loss
+            if not more or (steps >= config.adapt_min_steps
+                            and _lowest(member_acc) >= config.target_accuracy):
+                if more:
+                    self.generator.set_state(drawn)  # the epoch not taken draws no order
+                return params, steps, member_acc, False, loss
+            previous = params
             for begin in range(0, count, batch):
-                index = order[begin:begin + batch]
-                part = PairTensors(data.observations[index], data.actions[index],
-                                   data.targets[index])
-                params = self.maml.step(params, part)
-            accuracy, epoch_loss = self._check(params, data)  # None: non-finite
-            if accuracy is None:
-                return before, steps, member_acc, True, loss
-            steps, member_acc, loss = steps + 1, accuracy, epoch_loss
-        return params, steps, member_acc, False, loss
+                if begin == 0 and pending is not None:
+                    params = maml.finish_step(params, pending)
+                else:
+                    params = maml.step(params, _take(data, order[begin:begin + batch]))
+            steps += 1
 
     @torch.no_grad()
-    def _check(self, params: Params, data: PairTensors) -> tuple[torch.Tensor | None, float]:
+    def _check(self, params: Params, data: PairTensors, order: torch.Tensor | None = None,
+               known: torch.Tensor | None = None) -> tuple[torch.Tensor | None, float]:
         """(each member's accuracy on ``data`` ``[M]``, mean member preference loss) of
         ``params`` in eval mode, chunked; (None, NaN) when a weight or a return is not
-        finite. One read back to the host."""
+        finite. One read back to the host. ``known``: the logits ``[M, B]`` of the first
+        ``B`` pairs of ``order`` under ``params``, already computed (only the others are
+        evaluated)."""
         model = self.model
         steps = 2 * data.observations.shape[2]
         chunk = max(1, model.config.inference_chunk // steps)
-        logits = []
+        count = data.targets.shape[0]
+        order = torch.arange(count, device=data.targets.device) if order is None else order
+        logits = [] if known is None else [known]
         with model.evaluating():
-            for begin in range(0, data.targets.shape[0], chunk):
-                part = PairTensors(data.observations[begin:begin + chunk],
-                                   data.actions[begin:begin + chunk],
-                                   data.targets[begin:begin + chunk])
-                logits.append(self.maml.pair_logits(params, part))
-        joined = torch.cat(logits, dim=1)
+            for begin in range(0 if known is None else known.shape[1], count, chunk):
+                logits.append(self.maml.pair_logits(
+                    params, _take(data, order[begin:begin + chunk])))
+        joined, targets = torch.cat(logits, dim=1), data.targets[order]
         finite = torch.stack([torch.isfinite(joined).all(),
                               *(torch.isfinite(p).all() for p in params.values())]).all()
-        targets = data.targets.expand_as(joined)
-        loss = preference_loss(joined, targets, self.training.random_response).mean()
+        loss = preference_loss(joined, targets.expand_as(joined),
+                               self.training.random_response).mean()
         figures = torch.cat([finite[None].to(loss.dtype), loss[None],
-                             member_accuracy(joined, data.targets).to(loss.dtype)]).tolist()
+                             member_accuracy(joined, targets).to(loss.dtype)]).tolist()
         if not figures[0]:
             return None, math.nan
         return torch.tensor(figures[2:]), figures[1]
@@ -250,6 +263,11 @@ class FewShotTrainer:
         self.fallback_trainer.load_state_dict(state['fallback'])
         self.counts = {k: int(state['counts'][k]) for k in self.counts}
         self.generator.set_state(state['generator'].cpu())
+
+
+def _take(data: PairTensors, index: torch.Tensor) -> PairTensors:
+    """The pairs ``index`` of ``data``."""
+    return PairTensors(data.observations[index], data.actions[index], data.targets[index])
 
 
 def _lowest(member_acc: torch.Tensor) -> float:

@@ -31,7 +31,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.func import functional_call
@@ -39,6 +39,7 @@ from torch.func import functional_call
 from pref_rl_learner.config import ConfigError
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_learner.reward.ensemble import RewardEnsemble
+from pref_rl_learner.reward.layers import StackedTape
 from pref_rl_learner.reward.training import PairTensors, preference_loss
 
 Params = dict[str, torch.Tensor]
@@ -173,7 +174,31 @@ class MAML:
                 _head_names(params), features,
                 lambda rewards: self._task_losses(rewards, data, weights)[0].sum(),
                 create_graph=second_order)
-            return {n: p - inner_lrs[n] * grads[n[len(_HEAD):]] for n, p in params.items()}
+            return _sgd(params, inner_lrs, grads)
+
+    def forward_step(self, params: Params, data: PairTensors
+                     ) -> tuple[torch.Tensor, PendingStep]:
+        """The forward half of :meth:`step` (only when :attr:`batches_tasks`; no graph): the
+        logits ``[M, N]`` of ``data`` under ``params`` (in train mode: equal to eval mode's
+        without dropout), and what :meth:`finish_step` needs to complete the update. Lets
+        adaptation read the logits (its stopping check) before deciding to take the step."""
+        stacked, weights = stack_tasks([data])
+        with torch.no_grad():
+            rewards, tape = self.model.head.stacked_forward(
+                _head_names(params), self._stacked_features(stacked), create_graph=False)
+        logits = self._task_losses(rewards, stacked, weights)[1][0]
+        return logits, PendingStep(rewards, tape, stacked, weights)
+
+    def finish_step(self, params: Params, pending: PendingStep) -> Params:
+        """Complete :meth:`forward_step`: the same update as :meth:`step` (no graph)."""
+        rewards = pending.rewards.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = self._task_losses(rewards, pending.data, pending.weights)[0].sum()
+            (grad,) = torch.autograd.grad(loss, rewards)
+        with torch.no_grad():
+            grads = self.model.head.stacked_backward(_head_names(params), pending.tape,
+                                                     rewards, grad, create_graph=False)
+            return _sgd(params, self.inner_lrs, grads)
 
     def autograd_step(self, params: Mapping[str, torch.Tensor], data: PairTensors,
                       create_graph: bool = False) -> Params:
@@ -296,6 +321,20 @@ class MAML:
                                      f'{tuple(saved[name].shape)}, model {tuple(lr.shape)}')
             with torch.no_grad():
                 lr.copy_(saved[name])
+
+
+class PendingStep(NamedTuple):
+    """An inner step whose forward pass is done (:meth:`MAML.forward_step`)."""
+
+    rewards: torch.Tensor
+    tape: StackedTape
+    data: PairTensors
+    weights: torch.Tensor
+
+
+def _sgd(params: Params, inner_lrs: Params, head_grads: Mapping[str, torch.Tensor]) -> Params:
+    """θ − α ⊙ g for every parameter, ``head_grads`` named as the head's parameters."""
+    return {n: p - inner_lrs[n] * head_grads[n[len(_HEAD):]] for n, p in params.items()}
 
 
 def _head_names(params: Params) -> Params:

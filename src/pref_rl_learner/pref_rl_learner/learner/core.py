@@ -124,6 +124,9 @@ class LearnerCore:
         self.segments = SegmentStore(self.segment_length, learner.segment_store_capacity)
         self.state = LearnerState()
         self.last_report: TrainingReport | None = None
+        self.last_fit_seconds = 0.0
+        """Wall time of the last :meth:`train_reward_model`: training or adaptation, the
+        normaliser fit and the relabelling of the replay buffer."""
         self._data = threading.Lock()
         self._model = threading.RLock()
         self._labels = threading.Lock()
@@ -406,7 +409,9 @@ class LearnerCore:
         Returns None when no label is trainable yet."""
         with self._model:
             trainable = self._trainable_labels()
+            start = time.perf_counter()
             report = self.learning.fit_reward(self.store, guard=self._data)
+            self.last_fit_seconds = time.perf_counter() - start
             with self._data:
                 self.state.labels_trained = trainable
                 if report is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -52,6 +53,16 @@ class BatchedLinear(nn.Module):
         if x.dim() == 2:
             return torch.einsum('ki,mio->mko', x, self.weight) + self.bias[:, None, :]
         return torch.baddbmm(self.bias[:, None, :], x, self.weight)
+
+
+class StackedTape(NamedTuple):
+    """What :meth:`BatchedMLP.stacked_backward` needs of a :meth:`BatchedMLP.stacked_forward`
+    pass: per layer its input ``h_i``, per hidden layer its pre-activation ``z_i`` and dropout
+    mask (none without dropout)."""
+
+    inputs: list[torch.Tensor]
+    pre_activations: list[torch.Tensor]
+    masks: list[torch.Tensor]
 
 
 class BatchedMLP(nn.Module):
@@ -131,15 +142,25 @@ class BatchedMLP(nn.Module):
         double backward: MAML's second-order terms) at fewer elementwise passes; without it,
         it is constant.
         """
+        y, tape = self.stacked_forward(params, x, create_graph)
+        if not create_graph:
+            y = y.detach().requires_grad_()
+        with torch.enable_grad():
+            (grad_y,) = torch.autograd.grad(loss(y), y, create_graph=create_graph)
+        return self.stacked_backward(params, tape, y, grad_y, create_graph)
+
+    def stacked_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor,
+                        create_graph: bool) -> tuple[torch.Tensor, StackedTape]:
+        """The forward half of :meth:`stacked_gradients`: outputs ``[G, K]`` and what the
+        backward half needs (each layer's input, pre-activation and dropout mask)."""
         weights = [params[f'linears.{i}.weight'] for i in range(len(self.linears))]
         biases = [params[f'linears.{i}.bias'] for i in range(len(self.linears))]
-        slope = self.negative_slope
         inputs, pre_activations, masks = [x], [], []
         with torch.set_grad_enabled(create_graph):
             h = x
             for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
                 z = torch.baddbmm(bias[:, None, :], h, weight)
-                h = F.leaky_relu(z, slope)
+                h = F.leaky_relu(z, self.negative_slope)
                 if self.dropout and self.training:
                     keep = (torch.rand_like(z) >= self.dropout) / (1.0 - self.dropout)
                     h = h * keep
@@ -148,23 +169,28 @@ class BatchedMLP(nn.Module):
                 pre_activations.append(z.detach())
             z = torch.baddbmm(biases[-1][:, None, :], h, weights[-1]).squeeze(-1)
             y = self.output(z)
-        if not create_graph:
-            y = y.detach().requires_grad_()
-        with torch.enable_grad():
-            (grad_y,) = torch.autograd.grad(loss(y), y, create_graph=create_graph)
+        return y, StackedTape(inputs, pre_activations, masks)
+
+    def stacked_backward(self, params: Mapping[str, torch.Tensor], tape: StackedTape,
+                         y: torch.Tensor, grad_y: torch.Tensor, create_graph: bool
+                         ) -> dict[str, torch.Tensor]:
+        """The backward half of :meth:`stacked_gradients`: the gradients in ``params`` from
+        ∂loss/∂y ``grad_y`` ``[G, K]`` at the outputs ``y`` of :meth:`stacked_forward`."""
+        weights = [params[f'linears.{i}.weight'] for i in range(len(self.linears))]
         grads = {}
         with torch.set_grad_enabled(create_graph):
             delta = grad_y * (1.0 - y.square()) if self.output is torch.tanh else grad_y
             delta = delta.unsqueeze(-1)  # ∂loss/∂z of the output layer, [G, K, 1]
             for i in range(len(weights) - 1, -1, -1):
-                grads[f'linears.{i}.weight'] = torch.bmm(inputs[i].transpose(1, 2), delta)
+                grads[f'linears.{i}.weight'] = torch.bmm(tape.inputs[i].transpose(1, 2), delta)
                 grads[f'linears.{i}.bias'] = delta.sum(dim=1)
                 if i > 0:
                     delta = torch.bmm(delta, weights[i].transpose(1, 2))  # ∂loss/∂h_i
-                    if masks:
-                        delta = delta * masks[i - 1]
+                    if tape.masks:
+                        delta = delta * tape.masks[i - 1]
                     delta = torch.ops.aten.leaky_relu_backward(
-                        delta, pre_activations[i - 1], slope, False)  # ⊙ φ'(z_{i−1})
+                        delta, tape.pre_activations[i - 1], self.negative_slope,
+                        False)  # ⊙ φ'(z_{i−1})
         return grads
 
     def _member(self, m: int, h: torch.Tensor) -> torch.Tensor:

@@ -274,7 +274,14 @@ class LearnerNode(Node):
     # ---------------------------------------------------------------------------- outputs
 
     def _on_new_model(self) -> None:
-        self.publish_status(only_if_changed=True)
+        status = self.publish_status(only_if_changed=True)
+        report = self.core.last_report
+        if report is not None:
+            self.get_logger().info(
+                f'reward model v{status.reward_model_version} from {status.labels_stored} '
+                f'labels: {report.epochs} epochs, training {report.seconds:.3f} s, fit with '
+                f'normaliser and relabelling {self.core.last_fit_seconds:.3f} s, train '
+                f'accuracy {report.train_accuracy:.3f}')
 
     def on_publish_timer(self) -> None:
         """Publish new weights and queries (frames attached when they came), status."""
