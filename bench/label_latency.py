@@ -151,9 +151,10 @@ def arm_config(base: Path, budget: int, work: Path) -> Path:
 
 
 def measure(config: Path, labels: int, sessions: int, timeout_s: float, work: Path,
-            run_dir: Path) -> list[tuple[int, float]]:
+            run_dir: Path, budget: int) -> list[tuple[int, float]]:
     """Run learner + robot on ``config`` until ``sessions`` sessions ending at ``labels`` or
-    more labels are timed; returns (labels stored, latency s) of every session."""
+    more labels are timed (or the ``budget`` is labelled and its last training timed);
+    returns (labels stored, latency s) of every session."""
     log = open(work / f'{config.stem}.log', 'w')  # noqa: SIM115 - closed below
     common = ['--ros-args', '-p', f'config:={config}', '-p', f'run_dir:={run_dir}',
               '-p', 'checkpoint_interval_s:=0.0', '-p', "frames_service:=''",
@@ -170,7 +171,11 @@ def measure(config: Path, labels: int, sessions: int, timeout_s: float, work: Pa
     def measured() -> int:
         return sum(1 for count, _ in labeller.sessions if count >= labels)
     try:
-        while measured() < sessions and time.monotonic() < deadline:
+        def spent() -> bool:  # the budget labelled and its last training timed (or lost)
+            waiting = labeller.waiting_since
+            return len(labeller.acked) >= budget and (
+                waiting is None or time.monotonic() - waiting > 60)
+        while measured() < sessions and time.monotonic() < deadline and not spent():
             labeller.tick()
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f'a node exited: see {log.name}')
@@ -189,20 +194,22 @@ def measure(config: Path, labels: int, sessions: int, timeout_s: float, work: Pa
 
 
 FIT_LINE = re.compile(r'reward model v\d+ from (\d+) labels: (\d+) epochs, training '
-                      r'([\d.]+) s, fit with normaliser and relabelling ([\d.]+) s')
+                      r'([\d.]+) s, fit with normaliser and relabelling ([\d.]+) s, train '
+                      r'accuracy [\d.na]+(?: \((\w+) after \d+ adaptation epochs\))?')
 """The learner's log line of each new reward model (ros/learner.py)."""
 
 
-def learner_fits(log: Path) -> dict[int, tuple[int, float, float]]:
-    """(epochs, training s, whole fit s) of each training by labels stored, from the log."""
+def learner_fits(log: Path) -> dict[int, tuple[int, float, float, str | None]]:
+    """(epochs, training s, whole fit s, few-shot path) of each training by labels stored,
+    from the learner's log."""
     fits = {}
     for match in FIT_LINE.finditer(log.read_text()):
-        fits[int(match[1])] = (int(match[2]), float(match[3]), float(match[4]))
+        fits[int(match[1])] = (int(match[2]), float(match[3]), float(match[4]), match[5])
     return fits
 
 
 def summary(arm: str, timed: list[tuple[int, float]], labels: int,
-            fits: dict[int, tuple[int, float, float]]) -> dict:
+            fits: dict[int, tuple[int, float, float, str | None]]) -> dict:
     """An arm's figures over the sessions at ``labels`` or more; ``fits``: the learner's own
     account of each training (where the latency went)."""
     curve = [[count, round(1000 * s, 1)] for count, s in timed]
@@ -220,10 +227,13 @@ def summary(arm: str, timed: list[tuple[int, float]], labels: int,
         'meets_limit_p95': p95 <= LIMIT_P95_MS[arm]})
     own = [fits[count] for count in counts if count in fits]
     if own:
-        training = [1000 * t for _, t, _ in own]
-        fit = [1000 * f for _, _, f in own]
+        training = [1000 * t for _, t, _, _ in own]
+        fit = [1000 * f for _, _, f, _ in own]
+        paths = [path for *_, path in own if path is not None]
+        if paths:
+            figures['paths'] = {path: paths.count(path) for path in sorted(set(paths))}
         figures.update({
-            'epochs_p50': percentile([e for e, _, _ in own], 50),
+            'epochs_p50': percentile([e for e, *_ in own], 50),
             'training_p50_ms': round(percentile(training, 50), 1),
             'training_p95_ms': round(percentile(training, 95), 1),
             'normaliser_and_relabel_p50_ms': round(percentile(
@@ -340,7 +350,8 @@ def main() -> None:
             run_dir = work / arm
             figures.update({f'{arm}_{key}_before': value
                             for key, value in machine_state().items()})
-            timed = measure(config, args.labels, args.sessions, args.timeout, work, run_dir)
+            timed = measure(config, args.labels, args.sessions, args.timeout, work, run_dir,
+                            budget)
             figures.update({f'{arm}_{key}_after': value
                             for key, value in machine_state().items()})
             result = summary(arm, timed, args.labels,

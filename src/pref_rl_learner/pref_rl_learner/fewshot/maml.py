@@ -22,7 +22,8 @@ Meta-training runs a whole meta-batch as one computation (:meth:`MAML.meta_batch
 ``[T·M, in, out]``, so every layer of every inner step (gradients by explicit
 backpropagation, differentiable: the second-order terms stay exact), of the query pass and of
 the meta-gradient is one batched matrix product for all tasks and members, and nothing is
-read back to Python.
+read back to Python. Adaptation at run time (:meth:`MAML.step`, one task: ``T = 1``) takes the
+same inner step (:meth:`MAML.stacked_step`) without the graph.
 """
 
 from __future__ import annotations

@@ -277,11 +277,13 @@ class LearnerNode(Node):
         status = self.publish_status(only_if_changed=True)
         report = self.core.last_report
         if report is not None:
+            path = getattr(report, 'path', None)  # few-shot: adapted, or fell back to Adam
+            how = '' if path is None else f' ({path} after {report.adapt_steps} adaptation epochs)'
             self.get_logger().info(
                 f'reward model v{status.reward_model_version} from {status.labels_stored} '
                 f'labels: {report.epochs} epochs, training {report.seconds:.3f} s, fit with '
                 f'normaliser and relabelling {self.core.last_fit_seconds:.3f} s, train '
-                f'accuracy {report.train_accuracy:.3f}')
+                f'accuracy {report.train_accuracy:.3f}{how}')
 
     def on_publish_timer(self) -> None:
         """Publish new weights and queries (frames attached when they came), status."""
