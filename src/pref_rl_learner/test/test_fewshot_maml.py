@@ -12,6 +12,7 @@ meta-training cannot lift and that has nothing to do with adaptation.
 
 import copy
 import math
+import time
 
 import numpy as np
 import pytest
@@ -194,6 +195,21 @@ def test_falls_back_to_ordinary_training_when_adaptation_misses_the_target(meta_
     keep = _fewshot(meta_init, adapt_max_steps=3, fallback=False)
     report = keep.train(contradictory)
     assert report.path == NOT_REACHED and report.epochs == 3 and keep.model.version == 1
+
+
+def test_a_fallback_sessions_time_counts_the_adaptation_tried_first(meta_init):
+    pairs = labelled_pairs(0.0, 3, 6)
+    flipped = PreferenceBatch(*pairs[:4], 1 - pairs.right_preferred)
+    contradictory = PreferenceBatch(*(np.concatenate([a, b]) for a, b in zip(pairs, flipped,
+                                                                             strict=True)))
+    trainer = FewShotTrainer(_model(meta_init), meta_init.inner_lrs,
+                             FewShotConfig(adapt_max_steps=40),
+                             from_mapping(RewardTrainingConfig, {**TRAINING, 'max_epochs': 1}))
+    start = time.perf_counter()
+    report = trainer.train(contradictory)  # 40 epochs of adaptation, then one of Adam
+    took = time.perf_counter() - start
+    assert report.path == FALLBACK and report.adapt_steps == 40 and report.epochs == 1
+    assert 0.8 * took <= report.seconds <= took
 
 
 def test_adaptation_that_blows_up_falls_back_from_the_meta_initialisation(meta_init):

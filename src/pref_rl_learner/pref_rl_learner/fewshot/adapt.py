@@ -149,8 +149,9 @@ class FewShotTrainer:
             self.fallback_trainer.reset()
             base = self.fallback_trainer.train(train, val)  # increments model.version
             self.counts[FALLBACK] += 1
-            return FewShotReport(**vars(base), path=FALLBACK, adapt_steps=steps,
-                                 adapt_accuracy=adapt_acc)
+            # The session's wall time: the adaptation tried first, then Adam's.
+            return FewShotReport(**{**vars(base), 'seconds': time.perf_counter() - start},
+                                 path=FALLBACK, adapt_steps=steps, adapt_accuracy=adapt_acc)
         path = ADAPTED if reached else NOT_REACHED
         self.counts[path] += 1
         val_loss, val_acc = (None, None) if val is None else self.fallback_trainer.evaluate(val)
