@@ -61,7 +61,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rclpy
-from common import percentile, write_result
+from common import RESULTS, machine, percentile, write_result
 from rclpy.executors import SingleThreadedExecutor
 
 from pref_rl_learner.ros.conversions import label_to_ros, query_from_ros
@@ -291,17 +291,18 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
     accuracy = {}
     with one_torch_thread():
         for _ in range(repeats):
-            for kind in times:
+            for kind in times:  # interleaved: both see the same machine
                 _, trainer = make_reward_learning(forced, shape, action_dim)
-                start = time.perf_counter()
+                start = time.process_time()  # CPU time: the machine is shared
                 if kind == 'batched':
                     report = trainer.train(batch)
                     accuracy[kind] = list(report.member_train_accuracy)
                 else:
                     _, _, accuracy[kind] = fewshot_adaptation_by_loop(trainer, batch)
-                times[kind].append(time.perf_counter() - start)
+                times[kind].append(time.process_time() - start)
     best = {kind: min(values) for kind, values in times.items()}
     return {'adapt_labels': batch.num_pairs, 'adapt_epochs': epochs, 'adapt_repeats': repeats,
+            'adapt_clock': 'process_cpu_time',
             'adapt_batched_ms': round(1000 * best['batched'], 1),
             'adapt_loop_ms': round(1000 * best['loop'], 1),
             'adapt_speedup_batched_vs_loop': round(best['loop'] / best['batched'], 2),
@@ -330,13 +331,29 @@ def main() -> None:
     parser.add_argument('--before', type=Path,
                         help="a label_latency.json of an earlier commit: its arms' figures are "
                              'kept as before_* (the same benchmark on the code before)')
+    parser.add_argument('--peer-from', type=Path, metavar='WORK',
+                        help="only the adaptation comparison, on the few-shot arm of an earlier "
+                             "run's work directory (printed by that run): its figures replace "
+                             'the adapt_* ones in bench/results/label_latency.json')
     parser.add_argument('--quick', action='store_true')
     args = parser.parse_args()
+    if args.peer_from is not None:
+        path = RESULTS / 'label_latency.json'
+        result = json.loads(path.read_text())
+        peer = adaptation_peer(args.peer_from / 'fewshot',
+                               args.peer_from / ARMS['fewshot'].name, result['labels'],
+                               args.repeats)
+        print(f'[label_latency] adaptation: {peer}', flush=True)
+        result.update(peer)
+        result['adapt_commit'] = machine()['commit']
+        path.write_text(json.dumps(result, indent=2) + '\n')
+        return
     if args.quick:
         args.labels, args.sessions, args.repeats = 30, 3, 1
     per_session = yaml.safe_load(ARMS['fewshot'].read_text())['schedule']['queries_per_session']
     budget = args.labels + per_session * (args.sessions - 1)
     work = Path(tempfile.mkdtemp(prefix='pref-rl-label-latency-'))
+    print(f'[label_latency] work directory {work}', flush=True)
     rclpy.init()
     figures: dict = {'labels': args.labels, 'sessions_per_arm': args.sessions,
                      'labels_per_session': per_session, 'feedback_budget': budget}

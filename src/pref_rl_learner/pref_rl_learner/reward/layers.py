@@ -159,7 +159,7 @@ class BatchedMLP(nn.Module):
         with torch.set_grad_enabled(create_graph):
             h = x
             for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
-                z = torch.baddbmm(bias[:, None, :], h, weight)
+                z = self._products(h, weight, bias)
                 h = F.leaky_relu(z, self.negative_slope)
                 if self.dropout and self.training:
                     keep = (torch.rand_like(z) >= self.dropout) / (1.0 - self.dropout)
@@ -167,7 +167,7 @@ class BatchedMLP(nn.Module):
                     masks.append(keep)
                 inputs.append(h)
                 pre_activations.append(z.detach())
-            z = torch.baddbmm(biases[-1][:, None, :], h, weights[-1]).squeeze(-1)
+            z = self._products(h, weights[-1], biases[-1]).squeeze(-1)
             y = self.output(z)
         return y, StackedTape(inputs, pre_activations, masks)
 
@@ -182,16 +182,36 @@ class BatchedMLP(nn.Module):
             delta = grad_y * (1.0 - y.square()) if self.output is torch.tanh else grad_y
             delta = delta.unsqueeze(-1)  # ∂loss/∂z of the output layer, [G, K, 1]
             for i in range(len(weights) - 1, -1, -1):
-                grads[f'linears.{i}.weight'] = torch.bmm(tape.inputs[i].transpose(1, 2), delta)
+                grads[f'linears.{i}.weight'] = self._products(tape.inputs[i].transpose(1, 2),
+                                                              delta)
                 grads[f'linears.{i}.bias'] = delta.sum(dim=1)
                 if i > 0:
-                    delta = torch.bmm(delta, weights[i].transpose(1, 2))  # ∂loss/∂h_i
+                    delta = self._products(delta, weights[i].transpose(1, 2))  # ∂loss/∂h_i
                     if tape.masks:
                         delta = delta * tape.masks[i - 1]
                     delta = torch.ops.aten.leaky_relu_backward(
                         delta, tape.pre_activations[i - 1], self.negative_slope,
                         False)  # ⊙ φ'(z_{i−1})
         return grads
+
+    def _products(self, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """``a @ b (+ bias)`` for each of ``G`` networks: ``[G, m, k] @ [G, k, n]`` (bias
+        ``[G, n]``) -> ``[G, m, n]``. One batched kernel, except where the kernel is
+        ``per_member`` (CPU) and no graph is being recorded: then one gemm per network,
+        written in place into the result (CPU gemm beats CPU batched gemm at these sizes)."""
+        kernel = self.kernel
+        if kernel == 'auto':
+            kernel = 'stacked' if a.device.type == 'cuda' else 'per_member'
+        if kernel == 'stacked' or torch.is_grad_enabled():
+            return torch.bmm(a, b) if bias is None else torch.baddbmm(bias[:, None, :], a, b)
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+        for g in range(a.shape[0]):
+            if bias is None:
+                torch.mm(a[g], b[g], out=out[g])
+            else:
+                torch.addmm(bias[g], a[g], b[g], out=out[g])
+        return out
 
     def _member(self, m: int, h: torch.Tensor) -> torch.Tensor:
         """Member ``m`` alone: ``[K, in]`` -> ``[K]``."""
