@@ -82,6 +82,10 @@ ARMS = {
 LIMIT_P95_MS = {'full_retraining': 1000.0, 'fewshot': 300.0}
 """Issue 18's limits on the p95 latency at 300 labels."""
 PRETRAINED = ROOT / 'runs' / 'pretrain_point_mass' / 'best_model.pt'
+PEER = ('full retraining (PEBBLE) against few-shot adaptation in the same session setup, each '
+        'against its limit (p95 1000 / 300 ms at 300 labels) and against the code before '
+        "(before_*); adapt_*: batched adaptation against the per-member autograd loop it "
+        'replaced, same labels, seed and epochs')
 
 
 class Labeller:
@@ -355,7 +359,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix='pref-rl-label-latency-'))
     print(f'[label_latency] work directory {work}', flush=True)
     rclpy.init()
-    figures: dict = {'labels': args.labels, 'sessions_per_arm': args.sessions,
+    figures: dict = {'peer': PEER, 'labels': args.labels, 'sessions_per_arm': args.sessions,
                      'labels_per_session': per_session, 'feedback_budget': budget}
     try:
         for arm in args.arms:
