@@ -37,14 +37,14 @@ EVAL_SEED_OFFSET = 10_000
 
 
 class SessionEvaluator:
-    """Evaluates a policy on held-out goals on a schedule and logs each evaluation.
+    """Evaluates a policy on the run's target on a schedule and logs each evaluation.
 
     Args:
         config: the run (task, seed, ``total_steps``, ``eval_interval_steps``,
             ``eval_episodes``).
         run_dir: where ``eval.csv``, ``config.yaml``, ``summary.json`` and the plot go.
-        env: the evaluation env; by default the task's held-out goals
-            (``make_task(task, goals='eval')``), made on first use.
+        env: the evaluation env; by default the task on the run's target
+            (``make_task(task, goal=config.goal)``), made on first use.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path,
@@ -67,10 +67,10 @@ class SessionEvaluator:
 
     @property
     def env(self) -> gym.Env:
-        """The held-out-goal evaluation env (made on first use)."""
+        """The evaluation env on the run's target (made on first use)."""
         if self._env is None:
             from pref_rl_learner.pebble.tasks import task_suite
-            self._env = task_suite().make_task(self.config.task, goals='eval',
+            self._env = task_suite().make_task(self.config.task, goal=self.config.goal,
                                                 seed=self.config.seed + EVAL_SEED_OFFSET)
         return self._env
 
