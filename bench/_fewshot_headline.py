@@ -158,7 +158,7 @@ def run_figures(run_dirs: list[Path], threshold: float) -> dict:
             'final_success': round(evals['success_rate'][-1], 3),
             'queries_asked': int(evals['queries'][-1]),
             'finished': is_finished(run_dir)})
-    for arm, data in arms.items():
+    for data in arms.values():
         runs = data['runs']
         reached = [r['queries_to_threshold'] for r in runs if r['reached_threshold']]
         data.update({

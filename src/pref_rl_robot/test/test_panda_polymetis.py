@@ -247,3 +247,28 @@ def test_configuration_errors_are_typed(world: FakeWorld) -> None:
         assert world.grippers == []
     finally:
         env.close()
+
+
+def test_a_persons_target_reaches_nobody_and_segments_carry_no_true_reward(world) -> None:
+    # The real session: the target is in the labeller's head (goal 'person'). The arm still
+    # moves and its segments reach the learner, without true rewards or success flags.
+    from pref_rl_robot.actor.actor import Actor, ActorConfig
+
+    env = _make(world, goal='person')
+    actor = Actor(env, ActorConfig(task='panda_reach', backend='polymetis', goal='person',
+                                   seed=0))
+    try:
+        segments = actor.run(max_segments=2)
+        assert [s.length for s in segments] == [25, 25]
+        assert all(s.rewards is None and s.success is None for s in segments)
+        assert all(s.observations.shape == (25, 6) for s in segments)
+    finally:
+        env.close()
+    # A simulated target is scored as usual.
+    scored = _make(world, goal='eval:1')
+    actor = Actor(scored, ActorConfig(task='panda_reach', backend='polymetis', goal='eval:1'))
+    try:
+        segment = actor.run(max_segments=1)[0]
+        assert segment.rewards is not None and np.isfinite(segment.rewards).all()
+    finally:
+        scored.close()

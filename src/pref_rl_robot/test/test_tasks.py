@@ -15,10 +15,10 @@ import pytest
 
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_robot.tasks import (
+    PERSON_GOAL,
     EpisodeStateError,
     InvalidActionError,
     TaskArgumentError,
-    PERSON_GOAL,
     TaskSpec,
     UnknownTaskError,
     goal_set,
@@ -79,9 +79,9 @@ def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatc
         unwrapped = env.unwrapped
         train_goals = goal_set(name, 'train')
         assert len(train_goals) == spec.num_train_goals and not train_goals.flags.writeable
-        # The default target is the first training target.
-        assert unwrapped.target.name == 'train:0'
-        np.testing.assert_array_equal(unwrapped.goal, train_goals[0])
+        # The default target is the first held-out target.
+        assert unwrapped.target.name == 'eval:0'
+        np.testing.assert_array_equal(unwrapped.goal, goal_set(name, 'eval')[0])
 
         # A whole episode of random actions: truncated exactly at episode_length.
         for t in range(1, spec.episode_length + 1):
@@ -104,7 +104,7 @@ def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatc
             with pytest.raises(TaskArgumentError, match='fixed when it is made'):
                 env.reset(options=options)
         env.reset()
-        np.testing.assert_array_equal(unwrapped.goal, train_goals[0])
+        np.testing.assert_array_equal(unwrapped.goal, goal_set(name, 'eval')[0])
         for action in (np.full(spec.action_dim, np.nan), np.zeros(spec.action_dim + 1),
                        np.array([np.inf] + [0.0] * (spec.action_dim - 1)), 'left'):
             with pytest.raises(InvalidActionError):

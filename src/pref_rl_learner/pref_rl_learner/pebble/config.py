@@ -10,7 +10,7 @@ from typing import Any
 from pref_rl_learner.config import ConfigError, load_yaml_config
 from pref_rl_learner.fewshot.adapt import FewShotConfig
 from pref_rl_learner.pebble.evaluation import DEFAULT_EVAL_EPISODES
-from pref_rl_learner.pebble.tasks import PERSON_GOAL
+from pref_rl_learner.pebble.tasks import DEFAULT_GOAL, PERSON_GOAL
 from pref_rl_learner.preferences.store import PreferenceStoreConfig
 from pref_rl_learner.query_selection import QuerySelectionConfig
 from pref_rl_learner.reward.ensemble import RewardModelConfig
@@ -31,7 +31,7 @@ class TrainConfig:
 
     task: str = 'point_mass'
     """Task name (``pref-rl train --list-tasks``): point_mass, reacher or a MetaWorld v3 name."""
-    goal: str = 'eval:0'
+    goal: str = DEFAULT_GOAL
     """The run's one target, which the learner never observes: ``eval:i`` (held-out target
     ``i``: what a few-shot run learns), ``train:i`` or coordinates ``'x,y[,z]'``. The scripted
     teacher and the evaluation judge against it. ``person`` (a real arm's ROS session only):

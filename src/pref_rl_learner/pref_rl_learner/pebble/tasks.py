@@ -24,6 +24,9 @@ DEFAULT_SUITE = 'default'
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
+DEFAULT_GOAL = 'eval:0'
+"""The target of a task, a run, a robot and a session when none is named: the first held-out
+one (what a run learns from preferences; pretraining names its training targets)."""
 PERSON_GOAL = 'person'
 """The target of a real arm's session: in the labelling person's head, given to nobody (no
 true reward, no success, no evaluation). Task suites take it on real arms only."""
@@ -32,7 +35,7 @@ true reward, no success, no evaluation). Task suites take it on real arms only."
 class TaskSuite(Protocol):
     """What ``pref-rl train``, ``collect`` and the learner ask of the tasks."""
 
-    def make_task(self, name: str, goal: Any = 'train:0', seed: int | None = None,
+    def make_task(self, name: str, goal: Any = DEFAULT_GOAL, seed: int | None = None,
                   **kwargs: Any) -> Any:
         """A gymnasium env of task ``name`` aimed at one hidden target (``goal``:
         ``'train:i'``, ``'eval:i'`` or coordinates)."""

@@ -44,7 +44,7 @@ from pref_rl_robot.actor.backend import BACKENDS, RobotHooks, make_backend
 from pref_rl_robot.actor.frame_cache import FrameCache, SegmentFrames
 from pref_rl_robot.actor.policy import CheckedWeights, LocalPolicy, WeightsRejectedError
 from pref_rl_robot.segmenter import Segmenter
-from pref_rl_robot.tasks import PERSON_GOAL, TaskSpec, UnknownTaskError, task_spec
+from pref_rl_robot.tasks import DEFAULT_GOAL, PERSON_GOAL, TaskSpec, UnknownTaskError, task_spec
 
 
 class Mode(enum.IntEnum):
@@ -72,7 +72,7 @@ class ActorConfig:
     """Where the env runs: ``sim`` (pref_rl_robot.tasks) or ``polymetis`` (a Panda)."""
     task: str = 'point_mass'
     """Task name, e.g. ``point_mass``, ``reacher``, ``button-press-v3``, ``panda_reach``."""
-    goal: str = 'eval:0'
+    goal: str = DEFAULT_GOAL
     """The task's one target, never observed: ``eval:i`` (held-out target ``i``), ``train:i``
     or coordinates ``'x,y[,z]'``. ``person`` on a real arm (``backend: polymetis``): the target
     is in the person's head, and segments carry no true reward."""

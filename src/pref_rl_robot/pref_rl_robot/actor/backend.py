@@ -22,13 +22,13 @@ import importlib
 import gymnasium
 
 from pref_rl_learner.config import ConfigError
-from pref_rl_robot.tasks import make_task
+from pref_rl_robot.tasks import DEFAULT_GOAL, make_task
 
 BACKENDS = ('sim', 'polymetis')
 """Valid values of the ``backend`` parameter."""
 
 
-def make_backend(backend: str, task: str, *, goal: str = 'eval:0',
+def make_backend(backend: str, task: str, *, goal: str = DEFAULT_GOAL,
                  seed: int | None = None, render_size: int = 64) -> gymnasium.Env:
     """Make the env of ``task`` on ``backend`` (one of :data:`BACKENDS`), aimed at ``goal``
     (``'person'`` on a real arm: the target is in the person's head).

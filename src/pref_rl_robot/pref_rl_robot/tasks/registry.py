@@ -32,12 +32,12 @@ import gymnasium
 import numpy as np
 
 from pref_rl_learner.errors import PrefRLError
-from pref_rl_learner.pebble.tasks import PERSON_GOAL  # the contract's (Polymetis backend only)
+
+# The contract's: the default target, and the person's own (Polymetis backend only).
+from pref_rl_learner.pebble.tasks import DEFAULT_GOAL, PERSON_GOAL
 
 GOAL_SETS = ('train', 'eval')
 """The two goal sets a target index refers to (``'train:i'``, ``'eval:i'``)."""
-DEFAULT_GOAL = 'train:0'
-"""``make_task``'s target when none is given."""
 
 
 class TaskError(PrefRLError):
