@@ -74,6 +74,11 @@ class SessionEvaluator:
                                                 seed=self.config.seed + EVAL_SEED_OFFSET)
         return self._env
 
+    def target_description(self) -> str:
+        """The run's target as ``eval:3 at (0.20, 0.80)`` (its name where there are many
+        coordinates)."""
+        return self.env.unwrapped.target.describe()
+
     def open(self, resume_step: int) -> None:
         """Start logging; rows after ``resume_step`` (a crash's leftovers) are dropped."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,8 @@ class SessionEvaluator:
         last = self.history[-1] if self.history else {}
         summary: dict[str, Any] = {
             'task': self.config.task, 'algorithm': self.config.algorithm,
+            'target': self.target_description(),
+            'eval_episodes': self.config.eval_episodes,
             'eval_success_before': first.get('success_rate', math.nan),
             'eval_success_after': last.get('success_rate', math.nan),
             'eval_return_before': first.get('return', math.nan),

@@ -368,10 +368,11 @@ def _summary_line(summary: dict) -> str:
         value = summary.get(key)
         return 'n/a' if value is None else (f'{value:.3f}' if isinstance(value, float)
                                             else str(value))
-    return (f"held-out success {fig('eval_success_before')} -> {fig('eval_success_after')} "
+    return (f"target {fig('target')}: success {fig('eval_success_before')} -> "
+            f"{fig('eval_success_after')} over {fig('eval_episodes')} episodes "
             f"(return {fig('eval_return_before')} -> {fig('eval_return_after')}), "
             f"{fig('env_steps')} env steps, {fig('queries_asked')} queries asked, "
-            f"{fig('labels_stored')} labels stored, frames on both sides of "
+            f"{fig('labels_stored')} labels used, frames on both sides of "
             f"{fig('frames_queries_with_both')} of {fig('frames_queries_asked')} queries "
             f"({fig('frames_fraction')}), reward model v"
             f"{fig('reward_model_version')}, policy v{fig('policy_version')}; "
