@@ -346,3 +346,10 @@ def test_state_dict_round_trips_through_a_checkpoint(tmp_path):
     with pytest.raises(TeacherError, match='generator'):
         ScriptedTeacher(config, np.random.Generator(np.random.MT19937(0))).load_state_dict(
             teacher.state_dict())
+
+
+def test_random_preset_is_the_coin_flip_control():
+    # teacher_preset: random answers at random whatever the returns (the control arm).
+    labels = ScriptedTeacher(TEACHER_PRESETS['random'], np.random.default_rng(4)).label(
+        constant_pairs(0.0, 10.0, 4000))
+    assert_binomial(int(np.sum(labels == RIGHT)), 4000, 0.5)

@@ -310,7 +310,7 @@ class LearnerNode(Node):
         evaluator = self.core.evaluator
         for row in evaluator.take_new() if evaluator is not None else ():
             self.get_logger().info(
-                f"held-out eval at {int(row['step'])} env steps: success "
+                f"eval on the target at {int(row['step'])} env steps: success "
                 f"{row['success_rate']:.3f}, return {row['return']:.1f}; "
                 f"{int(row.get('queries', 0))} queries, {int(row.get('labelled', 0))} labels, "
                 f"reward model v{int(row.get('reward_model_version', 0))}, "
