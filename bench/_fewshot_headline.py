@@ -83,7 +83,10 @@ class Headline:
     fewshot_min_fraction: float
     """... on at least this fraction of its runs."""
     eval_collect_args: tuple[str, ...] = ()
-    """Extra ``pref-rl collect`` arguments of the held-out set (the prior's control)."""
+    """Extra ``pref-rl collect`` arguments of the held-out set (the prior's control), after
+    ``collect_args``; that set holds no training target whatever they say."""
+    eval_tasks: str = 'all'
+    """Held-out targets/variations per env in that set."""
 
 
 def _run(name: str, command: list[str]) -> None:
@@ -107,8 +110,8 @@ def target_of(run_dir: Path) -> str:
     return str(json.loads((run_dir / 'sweep_run.json').read_text())['overrides']['goal'])
 
 
-def prior_accuracy(checkpoint: Path, eval_dataset: Path, segment_length: int,
-                   support: int, pairs: int = 256, draws: int = 4) -> dict[str, dict]:
+def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: int = 256,
+                   draws: int = 4) -> dict[str, dict]:
     """Per held-out target: the prior's accuracy on oracle-labelled pairs of that target's
     segments before any label, and after adapting (its inner steps) on ``support`` labels."""
     import torch
@@ -125,7 +128,7 @@ def prior_accuracy(checkpoint: Path, eval_dataset: Path, segment_length: int,
     maml = MAML(pretrained.model, pretrained.maml)
     maml.load_state_dict({'inner_lrs': pretrained.inner_lrs})
     dataset = load_dataset(eval_dataset)
-    sampler = TaskPairSampler(dataset, segment_length, TeacherConfig())
+    sampler = TaskPairSampler(dataset, 0, TeacherConfig())  # the dataset's segments
     out = {}
     for i, task_id in enumerate(sampler.task_ids):
         sets = [sampler.draw(task_id, np.random.default_rng([i, d]), support, pairs)
@@ -312,7 +315,7 @@ def main(headline: Headline, doc: str) -> None:
     pretrain = ROOT / 'runs' / headline.pretrain_dir
     if not (dataset / 'manifest.json').exists():
         _run(headline.name, ['pref-rl', 'collect', headline.family, '--out', str(dataset),
-                             '--eval-tasks-per-env', '0', *headline.collect_args,
+                             *headline.collect_args, '--eval-tasks-per-env', '0',
                              '--no-progress'])
     if not (pretrain / 'best_model.pt').exists():
         _run(headline.name, ['pref-rl', 'pretrain', '--dataset', str(dataset),
@@ -321,9 +324,9 @@ def main(headline: Headline, doc: str) -> None:
                              *(f'--set={item}' for item in headline.pretrain_overrides)])
     if not (eval_dataset / 'manifest.json').exists():
         _run(headline.name, ['pref-rl', 'collect', headline.family, '--out',
-                             str(eval_dataset), '--tasks-per-env', '0',
-                             '--eval-tasks-per-env', 'all', *headline.collect_args,
-                             *headline.eval_collect_args, '--no-progress'])
+                             str(eval_dataset), *headline.collect_args,
+                             *headline.eval_collect_args, '--tasks-per-env', '0',
+                             '--eval-tasks-per-env', headline.eval_tasks, '--no-progress'])
     sweep = ROOT / 'config' / 'sweeps' / headline.sweep
     if args.quick:
         sweep = _quick_sweep(sweep, headline.quick_steps)
@@ -334,11 +337,8 @@ def main(headline: Headline, doc: str) -> None:
                              '--jobs', str(args.jobs), '--no-progress', *resume])
     run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json'))
     spec = json.loads(sweep.read_text())
-    from pref_rl_learner.pebble.tasks import task_suite
-
-    segment_length = task_suite().task_spec(headline.family).segment_length
     support = int(spec['grid'].get('schedule.queries_per_session', [6])[0])
-    priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, segment_length, support)
+    priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, support)
     arms = run_figures(run_dirs, args.threshold)
     planned = len(spec['grid']['goal']) * len(next(iter(spec['paired_keys'][0].values()))) * (
         spec['seeds'] if isinstance(spec['seeds'], int) else len(spec['seeds']))

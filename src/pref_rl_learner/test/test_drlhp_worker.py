@@ -56,7 +56,7 @@ def rollout_clips(num_clips: int, seed: int = 0):
 
 
 def make_worker(tmp_path, config: DrlhpConfig, published: list) -> PreferenceWorker:
-    spec = WorkerSpec(config=config, observation_shape=(6,), action_dim=2,
+    spec = WorkerSpec(config=config, observation_shape=(4,), action_dim=2,
                       log_dir=str(tmp_path), parent_pid=0, task='point_mass')
     return PreferenceWorker(spec, published.append)
 
@@ -175,7 +175,7 @@ def test_collect_only_writes_train_and_val_splits(tmp_path):
     worker.close()
     train, val = load_splits(tmp_path)
     assert train.num_pairs + val.num_pairs == 30 and val.num_pairs > 0
-    assert train.left_observations.shape[1:] == (10, 6)
+    assert train.left_observations.shape[1:] == (10, 4)
     assert set(np.unique(train.right_preferred)) <= {0.0, 0.5, 1.0}
     (tmp_path / 'val.npz').write_bytes(b'not a zip')
     with pytest.raises(DrlhpError, match='val.npz'):

@@ -73,7 +73,7 @@ def test_collect_only_then_train_only_then_pretrained_round_trip(tmp_path):
     assert train.using_predicted_reward and train.reward_model_version == 2
     rewards = run_steps(train, 20)
     assert all(r != t for r, t in rewards)  # predicted now; the true reward is in info
-    obs = np.random.default_rng(1).uniform(-1, 1, (8, 6)).astype(np.float32)
+    obs = np.random.default_rng(1).uniform(-1, 1, (8, 4)).astype(np.float32)
     act = np.random.default_rng(2).uniform(-1, 1, (8, 2)).astype(np.float32)
     expected = train.predict_rewards(obs, act)
     train.switch_to_true_reward()
@@ -201,7 +201,7 @@ def test_bad_observations_and_configs_are_typed_errors(tmp_path):
 
     def turns_nan(obs):
         calls['n'] += 1
-        return obs if calls['n'] < 5 else np.full(6, np.nan)
+        return obs if calls['n'] < 5 else np.full(4, np.nan)
 
     env = PreferenceRewardWrapper(point_mass(), point_mass_config(mode='collect_only'),
                                   tmp_path / 'a', obs_transform=turns_nan)

@@ -14,7 +14,7 @@ from pref_rl_learner.fewshot.collect_config import default_config
 from pref_rl_learner.fewshot.dataset import MANIFEST, load_dataset, read_manifest
 from pref_rl_learner.fewshot.rollout import CollectError
 from pref_rl_robot.tasks import goal_set
-from pref_rl_robot.tasks.reacher import LINK_LENGTHS
+from pref_rl_robot.tasks.reacher_kinematics import arm_points
 
 SMALL = {'tasks_per_env': 2, 'eval_tasks_per_env': 1, 'expert_episodes': 3,
          'cross_episodes': 2, 'random_episodes': 1}
@@ -70,10 +70,7 @@ def test_reacher_rewards_and_segment_stride(tmp_path: Path) -> None:
     assert task.observations.shape == (3 * 9, 10, 6)
     np.testing.assert_array_equal(task.observations[0, 5:], task.observations[1, :5])
     # r_t = -||tip - goal|| - 0.1 mean(a^2), the tip from the joint angles of o_{t+1}.
-    (l1, l2), obs = LINK_LENGTHS, task.observations[:, 1:]
-    q0 = np.arctan2(obs[..., 2], obs[..., 0])
-    q01 = q0 + np.arctan2(obs[..., 3], obs[..., 1])
-    tip = np.stack([l1 * np.cos(q0) + l2 * np.cos(q01), l1 * np.sin(q0) + l2 * np.sin(q01)], -1)
+    tip = arm_points(task.observations[:, 1:])[1]
     recomputed = (-np.linalg.norm(tip - goal_set('reacher', 'train')[0], axis=-1)
                   - 0.1 * (task.actions[:, :-1] ** 2).mean(-1))
     # (Within 1 mm: MuJoCo's joint-limit constraints let the angles overshoot a little.)
@@ -108,6 +105,12 @@ def test_interrupted_collection_resumes_and_finished_one_is_kept(tmp_path: Path)
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(CollectError, match='evaluation task'):
         plan_jobs(default_config('metaworld', envs=('reach-v3', 'door-close-v3')))
+    # An evaluation-only set (held-out variations only) may hold an evaluation env: it
+    # measures a prior there, and pretraining refuses it.
+    jobs = plan_jobs(default_config('metaworld', envs=('door-close-v3',), tasks_per_env=0,
+                                    eval_tasks_per_env=2))
+    assert [job.task_id for job in jobs] == ['door-close-v3/eval/var00',
+                                             'door-close-v3/eval/var01']
     with pytest.raises(CollectError, match='unknown MetaWorld env'):
         plan_jobs(default_config('metaworld', envs=('flying-v3',)))
     with pytest.raises(CollectError, match='16 train goals'):

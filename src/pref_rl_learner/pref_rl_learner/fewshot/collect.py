@@ -96,7 +96,10 @@ def plan_jobs(config: CollectConfig) -> list[TaskJob]:
     """
     tasks = task_suite()
     if config.family == 'metaworld':
-        envs, kind = tasks.metaworld_check_envs(config.envs), 'var'
+        # An evaluation-only set (no training variation) may hold evaluation envs: it
+        # measures a prior on them, and pretraining refuses it.
+        envs, kind = tasks.metaworld_check_envs(
+            config.envs, held_out_only=config.tasks_per_env == 0), 'var'
     else:
         envs, kind = (config.family,), 'goal'
     jobs = []

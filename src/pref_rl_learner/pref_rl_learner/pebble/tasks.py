@@ -58,8 +58,10 @@ class TaskSuite(Protocol):
     def metaworld_training_envs(self) -> tuple[str, ...]:
         """MetaWorld environments of the pretraining set (ML10 train)."""
 
-    def metaworld_check_envs(self, envs: Sequence[str]) -> tuple[str, ...]:
-        """``envs`` (default: the training set) after refusing evaluation and unknown ones."""
+    def metaworld_check_envs(self, envs: Sequence[str],
+                             held_out_only: bool = False) -> tuple[str, ...]:
+        """``envs`` (default: the training set) after refusing evaluation (unless the
+        dataset holds held-out variations only) and unknown ones."""
 
     def metaworld_behaviours(self, env_name: str, split: str, variation: int, env: Any,
                              **kwargs: Any) -> list[Any]:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pref_rl_learner.fewshot.rollout import CollectError, Policy
+from pref_rl_robot.tasks.reacher_kinematics import LINK_LENGTHS, arm_points, joint_angles
 
 GOAL_FAMILIES = ('point_mass', 'reacher', 'panda_reach', 'panda_push')
 """Tasks whose targets are coordinates from fixed sets, with a scripted expert."""
@@ -39,9 +40,7 @@ def scripted_expert(family: str, goal: Sequence[float]) -> Policy:
     if family == 'point_mass':
         return lambda observation: _point_mass(observation, goal)
     if family == 'reacher':
-        from pref_rl_robot.tasks.reacher import LINK_LENGTHS
-
-        return lambda observation: _reacher(observation, goal, *LINK_LENGTHS)
+        return lambda observation: _reacher(observation, goal)
     if family in ('panda_reach', 'panda_push'):
         from pref_rl_robot.tasks.panda_tasks import ACTION_SCALE_M
 
@@ -56,14 +55,10 @@ def _point_mass(observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return np.clip(3.0 * (goal - position) - velocity, -1.0, 1.0)
 
 
-def _reacher(observation: np.ndarray, goal: np.ndarray, l1: float, l2: float) -> np.ndarray:
-    cos0, cos1, sin0, sin1 = (float(v) for v in observation[0:4])
-    joint_velocity = observation[4:6]
-    q0 = math.atan2(sin0, cos0)
-    q01 = q0 + math.atan2(sin1, cos1)
-    fingertip = np.array([l1 * math.cos(q0) + l2 * math.cos(q01),
-                          l1 * math.sin(q0) + l2 * math.sin(q01)])
-    error = goal - fingertip
+def _reacher(observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    (l1, l2), joint_velocity = LINK_LENGTHS, observation[4:6]
+    q0, q01 = (float(q) for q in joint_angles(observation))
+    error = goal - arm_points(observation)[1]
     # Jacobian of the fingertip position (x, y) with respect to the joint angles.
     jacobian = np.array([[-l1 * math.sin(q0) - l2 * math.sin(q01), -l2 * math.sin(q01)],
                          [l1 * math.cos(q0) + l2 * math.cos(q01), l2 * math.cos(q01)]])

@@ -51,17 +51,20 @@ def evaluation_envs() -> tuple[str, ...]:
     return tuple(dict.fromkeys(module.FEW_SHOT_EVAL + module.ML10_TEST))
 
 
-def check_envs(envs: Sequence[str]) -> tuple[str, ...]:
+def check_envs(envs: Sequence[str], held_out_only: bool = False) -> tuple[str, ...]:
     """``envs`` (default: :func:`training_envs`) after refusing evaluation and unknown ones.
 
+    ``held_out_only``: the dataset records held-out variations only (an evaluation set, which
+    pretraining refuses), so evaluation environments are allowed.
+
     Raises:
-        CollectError: an environment is an evaluation task, unknown, or has no scripted
-            expert.
+        CollectError: an environment is an evaluation task (unless ``held_out_only``),
+            unknown, or has no scripted expert.
     """
     envs = tuple(envs) or training_envs()
     module = _tasks_module()
     for name in envs:
-        if name in evaluation_envs():
+        if name in evaluation_envs() and not held_out_only:
             raise CollectError(f'{name} is an evaluation task (adaptation target or ML10 test '
                                'env); a pretraining set must not contain it. Training envs: '
                                + ', '.join(training_envs()))

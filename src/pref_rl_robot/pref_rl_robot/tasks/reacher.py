@@ -32,6 +32,7 @@ import numpy as np
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
 from gymnasium.utils import seeding
 
+from pref_rl_robot.tasks.reacher_kinematics import LINK_LENGTHS  # noqa: F401 (re-exported)
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
     Target,
@@ -50,8 +51,6 @@ CONTROL_COST = 0.1
 """Weight of the mean squared action in the reward."""
 TARGET_RADIUS = 0.2
 """Radius the target fractions are multiplied by, m (the arm reaches 0.21 m)."""
-LINK_LENGTHS = (0.1, 0.11)
-"""Shoulder-elbow and elbow-fingertip lengths of the Reacher-v5 model, m."""
 
 TRAIN_TARGETS = (
     *((k * math.pi / 2, 1.0) for k in range(4)),
