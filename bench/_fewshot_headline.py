@@ -141,10 +141,13 @@ def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: in
 
 
 def run_figures(run_dirs: list[Path], threshold: float) -> dict:
-    """Per arm and per run: queries to ``threshold``, best and final success, queries asked."""
-    arms: dict[str, dict] = {arm: {'runs': []} for arm in ARMS}
+    """Per arm and per finished run: queries to ``threshold``, best and final success, queries
+    asked (a run still going, or paused, is counted in ``runs_unfinished`` only)."""
+    arms: dict[str, dict] = {arm: {'runs': [], 'runs_unfinished': 0} for arm in ARMS}
     for run_dir in run_dirs:
-        if not (run_dir / 'eval.csv').exists():
+        if not is_finished(run_dir):
+            if (run_dir / 'sweep_run.json').exists():
+                arms[arm_of(run_dir)]['runs_unfinished'] += 1
             continue
         evals = read_csv(run_dir / 'eval.csv')
         if not evals:
@@ -159,8 +162,7 @@ def run_figures(run_dirs: list[Path], threshold: float) -> dict:
             'reached_threshold': queries is not None,
             'best_success': round(max(evals['success_rate']), 3),
             'final_success': round(evals['success_rate'][-1], 3),
-            'queries_asked': int(evals['queries'][-1]),
-            'finished': is_finished(run_dir)})
+            'queries_asked': int(evals['queries'][-1])})
     for data in arms.values():
         runs = data['runs']
         reached = [r['queries_to_threshold'] for r in runs if r['reached_threshold']]
@@ -231,7 +233,7 @@ def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: flo
 
     curves: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for run_dir in run_dirs:
-        if (run_dir / 'eval.csv').exists() and read_csv(run_dir / 'eval.csv'):
+        if is_finished(run_dir):
             curves[arm_of(run_dir)].append(read_csv(run_dir / 'eval.csv'))
     fig, (by_queries, by_steps, per_run) = plt.subplots(1, 3, figsize=(15, 4.6))
     colors = dict(zip(ARMS, ('tab:green', 'tab:blue', 'tab:orange', 'tab:red', 'tab:gray'),
@@ -345,7 +347,7 @@ def main(headline: Headline, doc: str) -> None:
     figures = {
         'threshold': args.threshold,
         'runs_planned': planned,
-        'runs_finished': sum(r['finished'] for a in arms.values() for r in a['runs']),
+        'runs_finished': sum(len(a['runs']) for a in arms.values()),
         'targets': spec['grid']['goal'],
         'checks': checks(arms, priors, headline, args.threshold),
         'prior_accuracy_per_target': priors,
