@@ -294,7 +294,10 @@ def test_skip_overrides_equal_and_mistakes_never_touch_equal_or_skip():
 
 
 def test_every_preset_is_constructible_and_matches_b_pref():
-    assert set(TEACHER_PRESETS) == {'oracle', 'mistake', 'noisy', 'skip', 'myopic', 'equal'}
+    # B-Pref's six, and the coin-flip control.
+    assert set(TEACHER_PRESETS) == {'oracle', 'mistake', 'noisy', 'skip', 'myopic', 'equal',
+                                    'random'}
+    assert TEACHER_PRESETS['random'] == TeacherConfig(beta=0.0)
     assert TEACHER_PRESETS['oracle'] == TeacherConfig(math.inf, 1.0, 0.0, 0.0, 0.0)
     assert TEACHER_PRESETS['mistake'].eps_mistake == 0.1
     assert TEACHER_PRESETS['noisy'].beta == 1.0
