@@ -19,6 +19,7 @@ def point_mass_config(**overrides) -> DrlhpConfig:
     """A small, fast DRLHP config for the point mass."""
     base = dict(
         segment_length=10, store_fsync=False, min_labels_to_train=4, checkpoint_interval=0,
+        min_session_clips=10,
         schedule=FeedbackScheduleConfig(kind='decay', queries_per_session=12,
                                         session_interval_steps=100, first_session_step=100,
                                         total_budget=200, decay_horizon_steps=200),
