@@ -99,7 +99,7 @@ class DrlhpConfig:
     """Byte budget of that pool: the oldest clips go once their arrays hold more (a clip of
     ``T`` steps holds ``T + 1`` observations, uint8 for pixels: about 0.3 MB for 25 steps of
     64×64×3 frames). Queried clips are kept in the preference store, which never evicts."""
-    gradient_steps_per_training: int = 200
+    gradient_steps_per_training: int = 100
     """Most gradient steps (batches of ``reward_training.batch_size`` pairs per member) in
     one training, warm-started from the previous weights and optimiser, so a training costs
     the same with 50 labels or 5,000 and the worker keeps up with a fast agent; stops

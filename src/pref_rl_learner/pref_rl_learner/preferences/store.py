@@ -357,6 +357,11 @@ class PreferenceStore:
         with self._lock:
             return query_id in self._queries
 
+    def query_ids(self) -> list[str]:
+        """Ids of every stored query, oldest first."""
+        with self._lock:
+            return list(self._queries)
+
     def query(self, query_id: str) -> PreferenceQuery:
         """The stored query, segments, frames and true rewards included (read from disk).
 
