@@ -278,3 +278,24 @@ def test_per_step_reward_matches_the_ensemble(config):
     expected = model.reward(torch.from_numpy(obs), torch.from_numpy(act)).numpy()
     got = [step_reward(obs[i], act[i]) for i in range(20)]
     np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
+def test_wait_for_without_stepping_sees_labels_given_meanwhile(tmp_path):
+    config = point_mass_config(mode='collect_only', label_source='external',
+                               max_pending_queries=8)
+    env = PreferenceRewardWrapper(point_mass(), config, tmp_path)
+    try:
+        run_steps(env, 150)
+        for _ in range(200):
+            pending = env.pending_queries()
+            if len(pending) == 8:
+                break
+            threading.Event().wait(0.05)
+        for query in pending[:5]:
+            env.submit_label(query.query_id, Choice.LEFT)
+        env.submit_label(pending[5].query_id, Choice.SKIP)
+        # No step since the labels: the status is asked for, not waited for.
+        status = env.wait_for(labelled=5, timeout_s=5)
+        assert status['labelled'] == 5 and status['answered'] == 6
+    finally:
+        env.close()

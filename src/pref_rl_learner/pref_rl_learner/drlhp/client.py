@@ -276,7 +276,7 @@ class WorkerClient:
                 'episode_end_clips_aligned': sum(t.recorder.ends_aligned for t in tracks),
                 'episode_end_clips_padded': sum(t.recorder.ends_padded for t in tracks),
                 'wrapper_trainings': self.trainings, 'env_steps_wrapper': self.env_steps,
-                'envs_attached': len(tracks),
+                'envs_attached': len(tracks), 'holders': self.holders,
                 'using_predicted_reward': self.using_predicted_reward}
 
     def refresh_status(self) -> dict[str, Any]:
