@@ -12,10 +12,13 @@ Runs :func:`worker_main` in a process of its own (``spawn``/``forkserver``, torc
   (versioned, as numpy arrays), status and a fatal error, if any.
 
 An intake thread moves clips into a pool of recent segments as they come (so the queue
-drains while training runs). The main thread loops: hold the feedback sessions the schedule
-says are due (select pairs, store the queries, ask the gatherer, store its answers), train
-the ensemble on every stored label when new ones have arrived, refit the reward
-normalisation and publish the weights. Labels are appended to the durable
+drains while training runs; the pool keeps to ``segment_pool_size`` clips and
+``segment_pool_bytes``). The main thread loops: hold the next feedback session the schedule
+says is due (select pairs from the clips closed by its step, store the queries, ask the
+gatherer, store its answers), then, when new labels have arrived, train the ensemble for at
+most ``gradient_steps_per_training`` steps (warm-started, so the cost does not grow with the
+labels), refit the reward normalisation and publish the weights. Sessions that fell due
+meanwhile are held one after the other, never skipped; ``status`` reports the backlog. Labels are appended to the durable
 :class:`~pref_rl_learner.preferences.PreferenceStore` in ``log_dir/preferences`` before
 anything trains on them; the store never evicts one.
 
@@ -253,7 +256,7 @@ class PreferenceWorker:
         never asked before."""
         from pref_rl_learner.pebble.reward_learning import unasked_pairs
 
-        clips = self.pool_snapshot(until_step)[-self.config.segment_pool_size:]
+        clips = self.pool_snapshot(until_step)
         if len(clips) < 2:
             return []
         draws = [self.rng.choice(len(clips), size=2, replace=False) for _ in range(4 * count)]
