@@ -18,9 +18,9 @@ says is due (select pairs from the clips closed by its step, store the queries, 
 gatherer, store its answers), then, when new labels have arrived, train the ensemble for at
 most ``gradient_steps_per_training`` steps (warm-started, so the cost does not grow with the
 labels), refit the reward normalisation and publish the weights. Sessions that fell due
-meanwhile are held one after the other, never skipped; ``status`` reports the backlog. Labels are appended to the durable
-:class:`~pref_rl_learner.preferences.PreferenceStore` in ``log_dir/preferences`` before
-anything trains on them; the store never evicts one.
+meanwhile are held one after the other, never skipped; ``status`` reports the backlog.
+Labels are appended to the durable :class:`~pref_rl_learner.preferences.PreferenceStore` in
+``log_dir/preferences`` before anything trains on them; the store never evicts one.
 
 No orphans: the call thread watches the pipe (EOF once the parent's end is gone, which a
 ``SIGKILL`` of the parent causes) and the parent pid; when the parent is gone the worker stops
