@@ -233,7 +233,7 @@ def test_a_segment_that_ends_an_episode_reaches_the_teacher(tmp_path):
         recorder.start_episode()
         for t in range(13):
             steps += 1
-            obs = rng.normal(size=6).astype(np.float32)
+            obs = rng.normal(size=worker.spec.observation_shape).astype(np.float32)
             clip = recorder.add(obs, np.zeros(2, np.float32), obs, 10.0 if t == 12 else 0.0,
                                 steps, terminated=t == 12)
             if clip is not None:
