@@ -1,43 +1,55 @@
-"""The few-shot headline benchmarks' shared procedure (issue 5): fewshot / init / pebble.
+"""The few-shot headline benchmarks' shared procedure (issue 15): one hidden target per run.
 
 Each ``bench/fewshot_<family>.py`` names a :class:`Headline` and calls :func:`main`, which
-does everything, each step skipped when its output is already there:
+does everything, each step skipped when its output is already there (so an interrupted
+benchmark resumes where it stopped, across sessions):
 
-1. ``pref-rl collect FAMILY`` into ``datasets/<dataset>`` (training tasks only for MetaWorld;
-   the held-out goals or variations become eval tasks for checkpoint selection);
-2. ``pref-rl pretrain`` (MAML with learned per-parameter inner learning rates; the best
-   checkpoint by post-adaptation accuracy on the held-out tasks);
-3. ``pref-rl sweep`` of the family's sweep file (the three arms, same seeds, oracle teacher,
-   evaluation on held-out goals), two runs at a time;
-4. per arm: the queries asked at the first evaluation with success ≥ the threshold (mean over
-   the seeds that got there and how many never did), queries to 50%, the best and the final
-   evaluation, the queries asked, and the curves (``bench/results/<name>.png``).
+1. ``pref-rl collect FAMILY`` of the **training targets only** into ``datasets/<dataset>``;
+2. ``pref-rl pretrain`` (MAML with learned per-parameter inner learning rates); the
+   checkpoint is chosen on training targets kept out of meta-training, never on a held-out
+   one;
+3. ``pref-rl collect`` of the held-out targets into ``datasets/<dataset>_eval``: only to
+   measure the prior on each held-out target's pairs **before any label** (the control that
+   says whether the task is too easy for the prior);
+4. ``pref-rl sweep`` of the family's sweep file: every arm on every chosen held-out target ×
+   seeds, the same budget and schedule for ``pebble``, ``init`` and ``fewshot``, plus the
+   controls: ``fewshot`` with a teacher answering at random (``teacher_preset: random``, same
+   prior, same budget) and SAC on the true reward (the upper bound);
+5. per arm: queries to the threshold per run, the fraction of runs that reach it, success
+   against queries (mean and spread over runs), and the checks the issue asks for
+   (``checks``), written to ``bench/results/<name>.json`` and ``.png``.
 
-The peer is ``pebble`` (PEBBLE learning its reward from scratch) in the same sweep:
-``pebble_over_fewshot_queries`` is the ratio of queries to the threshold. When pebble never
-gets there the ratio is a lower bound from the queries it asked in its whole run, and says so.
+A learning claim stands only beside its controls: if the random-label arm reaches the
+threshold, or the prior ranks a held-out target's pairs above 0.75 before adaptation, the
+result file says so (``control_verdict``) instead of claiming a few-shot result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, write_result
 
-from pref_rl_learner.plotting import plot_runs, queries_to_success
+from pref_rl_learner.plotting import first_reaching
 from pref_rl_learner.run_log import read_csv
+from pref_rl_learner.sweep.runs import is_finished
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ('fewshot', 'init', 'pebble')
+ARMS = ('fewshot', 'init', 'pebble', 'fewshot_random_labels', 'sac_true_reward')
+"""Arm names in the result file, in plotting order."""
+PRIOR_TOO_GOOD = 0.75
+"""Above this pre-adaptation accuracy on a target's pairs the prior already knows the target."""
 
 
 @dataclass(frozen=True)
@@ -47,11 +59,11 @@ class Headline:
     name: str
     """Result name: ``bench/results/<name>.json`` and ``.png``; runs in ``runs/<name>``."""
     family: str
-    """``pref-rl collect`` family."""
+    """``pref-rl collect`` family (the task the runs learn)."""
     dataset: str
-    """Dataset directory under ``datasets/``."""
+    """Dataset directory under ``datasets/`` (the eval set is ``<dataset>_eval``)."""
     collect_args: tuple[str, ...]
-    """Extra ``pref-rl collect`` arguments (counts, tasks)."""
+    """Extra ``pref-rl collect`` arguments of the training set (counts, envs)."""
     pretrain_config: str
     """Pretraining config under ``config/``."""
     pretrain_overrides: tuple[str, ...]
@@ -66,8 +78,15 @@ class Headline:
     """What the figures mean (written into the result file)."""
     quick_steps: int
     """``total_steps`` of the ``--quick`` smoke test."""
-    pretrained_figures: Callable[[Path], dict] | None = None
-    """Extra figures about the pretrained checkpoint (given its path)."""
+    fewshot_max_queries: int
+    """The claim checked: ``fewshot`` reaches the threshold within this many queries ..."""
+    fewshot_min_fraction: float
+    """... on at least this fraction of its runs."""
+    eval_collect_args: tuple[str, ...] = ()
+    """Extra ``pref-rl collect`` arguments of the held-out set (the prior's control), after
+    ``collect_args``; that set holds no training target whatever they say."""
+    eval_tasks: str = 'all'
+    """Held-out targets/variations per env in that set."""
 
 
 def _run(name: str, command: list[str]) -> None:
@@ -75,8 +94,196 @@ def _run(name: str, command: list[str]) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def _arm_of(run_dir: Path) -> str:
-    return json.loads((run_dir / 'sweep_run.json').read_text())['overrides']['algorithm']
+def arm_of(run_dir: Path) -> str:
+    """The arm of a sweep run, from its overrides: algorithm, and the random-label control."""
+    overrides = json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
+    algorithm = overrides['algorithm']
+    if algorithm == 'sac':
+        return 'sac_true_reward'
+    if overrides.get('teacher_preset') == 'random':
+        return f'{algorithm}_random_labels'
+    return algorithm
+
+
+def target_of(run_dir: Path) -> str:
+    """The run's target (its ``goal``)."""
+    return str(json.loads((run_dir / 'sweep_run.json').read_text())['overrides']['goal'])
+
+
+def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: int = 256,
+                   draws: int = 4) -> dict[str, dict]:
+    """Per held-out target: the prior's accuracy on oracle-labelled pairs of that target's
+    segments before any label, and after adapting (its inner steps) on ``support`` labels."""
+    import torch
+
+    from pref_rl_learner.fewshot.dataset import load_dataset
+    from pref_rl_learner.fewshot.maml import MAML
+    from pref_rl_learner.fewshot.meta_checkpoint import load_pretrained
+    from pref_rl_learner.fewshot.pretrain import evaluate
+    from pref_rl_learner.fewshot.task_pairs import TaskPairSampler
+    from pref_rl_learner.teacher import TeacherConfig
+
+    torch.set_num_threads(1)
+    pretrained = load_pretrained(checkpoint)
+    maml = MAML(pretrained.model, pretrained.maml)
+    maml.load_state_dict({'inner_lrs': pretrained.inner_lrs})
+    dataset = load_dataset(eval_dataset)
+    sampler = TaskPairSampler(dataset, 0, TeacherConfig())  # the dataset's segments
+    out = {}
+    for i, task_id in enumerate(sampler.task_ids):
+        sets = [sampler.draw(task_id, np.random.default_rng([i, d]), support, pairs)
+                for d in range(draws)]
+        post, pre = evaluate(maml, sets)
+        target = 'eval:' + str(int(task_id.rsplit('goal', 1)[-1].rsplit('var', 1)[-1]))
+        out[target] = {'pre_adaptation': round(pre, 3),
+                       f'post_adaptation_{support}_labels': round(post, 3)}
+    return out
+
+
+def run_figures(run_dirs: list[Path], threshold: float) -> dict:
+    """Per arm and per finished run: queries to ``threshold``, best and final success, queries
+    asked (a run still going, or paused, is counted in ``runs_unfinished`` only)."""
+    arms: dict[str, dict] = {arm: {'runs': [], 'runs_unfinished': 0} for arm in ARMS}
+    for run_dir in run_dirs:
+        if not is_finished(run_dir):
+            if (run_dir / 'sweep_run.json').exists():
+                arms[arm_of(run_dir)]['runs_unfinished'] += 1
+            continue
+        evals = read_csv(run_dir / 'eval.csv')
+        if not evals:
+            continue
+        arm = arm_of(run_dir)
+        queries, _ = first_reaching(evals, threshold)
+        overrides = json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
+        arms[arm]['runs'].append({
+            'run': run_dir.name, 'target': target_of(run_dir), 'seed': overrides.get('seed'),
+            'queries_to_threshold': None if arm == 'sac_true_reward' and queries is None
+            else queries,
+            'reached_threshold': queries is not None,
+            'best_success': round(max(evals['success_rate']), 3),
+            'final_success': round(evals['success_rate'][-1], 3),
+            'queries_asked': int(evals['queries'][-1])})
+    for data in arms.values():
+        runs = data['runs']
+        reached = [r['queries_to_threshold'] for r in runs if r['reached_threshold']]
+        data.update({
+            'runs_total': len(runs),
+            'fraction_reaching_threshold': (round(len(reached) / len(runs), 3)
+                                            if runs else None),
+            'queries_to_threshold_mean_of_reaching': (round(float(np.mean(reached)), 1)
+                                                      if reached else None),
+            'final_success_mean': (round(float(np.mean([r['final_success'] for r in runs])),
+                                         3) if runs else None),
+            'best_success_mean': (round(float(np.mean([r['best_success'] for r in runs])), 3)
+                                  if runs else None)})
+    return arms
+
+
+def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> dict:
+    """The issue's claims, each with the numbers that decide it."""
+    few = arms['fewshot']['runs']
+    within = [r for r in few if r['reached_threshold']
+              and r['queries_to_threshold'] <= headline.fewshot_max_queries]
+    fraction = len(within) / len(few) if few else math.nan
+    peb = arms['pebble']
+    few_mean = arms['fewshot']['queries_to_threshold_mean_of_reaching']
+    peb_mean = peb['queries_to_threshold_mean_of_reaching']
+    if peb['runs'] and peb['fraction_reaching_threshold'] == 0:
+        ratio = f'pebble never reached {threshold:.0%} within its budget'
+        ratio_ok = True
+    elif few_mean and peb_mean:
+        ratio = round(peb_mean / few_mean, 2)
+        ratio_ok = ratio >= 4
+    else:
+        ratio, ratio_ok = None, False
+    control = arms['fewshot_random_labels']
+    control_success = control['final_success_mean']
+    pre = [v['pre_adaptation'] for v in priors.values()]
+    too_easy = sorted(t for t, v in priors.items() if v['pre_adaptation'] > PRIOR_TOO_GOOD)
+    verdict = []
+    if control['fraction_reaching_threshold']:
+        verdict.append(f'the random-label control reached {threshold:.0%} on '
+                       f"{control['fraction_reaching_threshold']:.0%} of its runs: the labels "
+                       'are not what the few-shot arm learns from')
+    if too_easy:
+        verdict.append(f'the prior ranks the pairs of {", ".join(too_easy)} above '
+                       f'{PRIOR_TOO_GOOD} before any label: too easy for the prior')
+    return {
+        f'fewshot_fraction_reaching_{threshold:.0%}_within_{headline.fewshot_max_queries}'
+        '_queries': round(fraction, 3) if few else None,
+        'fewshot_claim_holds': bool(few) and fraction >= headline.fewshot_min_fraction,
+        'pebble_over_fewshot_queries': ratio,
+        'pebble_needs_4x_or_never': ratio_ok,
+        'random_label_control_final_success_mean': control_success,
+        'random_label_control_below_20pct': (control_success is not None
+                                             and control_success < 0.2),
+        'prior_pre_adaptation_accuracy_mean': round(float(np.mean(pre)), 3) if pre else None,
+        'prior_pre_adaptation_accuracy_max': round(float(np.max(pre)), 3) if pre else None,
+        'control_verdict': '; '.join(verdict) or 'controls do not explain the result',
+    }
+
+
+def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: float) -> Path:
+    """Success against queries (mean and spread over runs), success against env steps, and
+    queries to the threshold per run with the fraction of runs that got there."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for run_dir in run_dirs:
+        if is_finished(run_dir):
+            curves[arm_of(run_dir)].append(read_csv(run_dir / 'eval.csv'))
+    fig, (by_queries, by_steps, per_run) = plt.subplots(1, 3, figsize=(15, 4.6))
+    colors = dict(zip(ARMS, ('tab:green', 'tab:blue', 'tab:orange', 'tab:red', 'tab:gray'),
+                      strict=True))
+    for arm, runs in curves.items():
+        if not runs:
+            continue
+        steps = sorted({s for run in runs for s in run['step']})
+        success = np.array([[run['success_rate'][run['step'].index(s)]
+                             if s in run['step'] else np.nan for s in steps] for run in runs])
+        queries = np.array([[run['queries'][run['step'].index(s)]
+                             if s in run['step'] else np.nan for s in steps] for run in runs])
+        mean, std = np.nanmean(success, 0), np.nanstd(success, 0)
+        label = f'{arm} (n={len(runs)})'
+        by_steps.plot(steps, mean, color=colors[arm], label=label)
+        by_steps.fill_between(steps, mean - std, mean + std, color=colors[arm], alpha=0.15)
+        if arm == 'sac_true_reward':
+            by_queries.axhline(mean[-1], color=colors[arm], linestyle='--', label=label)
+            continue
+        x = np.nanmean(queries, 0)
+        by_queries.plot(x, mean, marker='o', markersize=3, color=colors[arm], label=label)
+        by_queries.fill_between(x, mean - std, mean + std, color=colors[arm], alpha=0.15)
+    for ax, name in ((by_queries, 'queries asked'), (by_steps, 'env steps')):
+        ax.axhline(threshold, color='black', linestyle=':', linewidth=1)
+        ax.set_xlabel(name)
+        ax.set_ylabel('success rate on the run\'s target')
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    by_queries.legend(fontsize=7)
+    shown = [arm for arm in ARMS if arm != 'sac_true_reward' and arms[arm]['runs']]
+    top = max([r['queries_asked'] for arm in shown for r in arms[arm]['runs']] or [1])
+    for i, arm in enumerate(shown):
+        runs = arms[arm]['runs']
+        values = [r['queries_to_threshold'] if r['reached_threshold'] else top * 1.15
+                  for r in runs]
+        jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
+        per_run.scatter(i + jitter, values, color=colors[arm], s=14)
+        per_run.text(i, top * 1.25, f"{arms[arm]['fraction_reaching_threshold']:.0%}",
+                     ha='center', fontsize=8)
+    per_run.axhline(top * 1.15, color='grey', linewidth=0.5)
+    per_run.set_xticks(range(len(shown)), [a.replace('_', '\n') for a in shown], fontsize=7)
+    per_run.set_ylabel(f'queries to {threshold:.0%} (top line: never; % : runs reaching)')
+    per_run.set_ylim(0, top * 1.35)
+    per_run.grid(alpha=0.3, axis='y')
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def _quick_sweep(sweep: Path, steps: int) -> Path:
@@ -84,47 +291,10 @@ def _quick_sweep(sweep: Path, steps: int) -> Path:
     spec['base'] = str((sweep.parent / spec['base']).resolve())
     spec['seeds'] = 1
     spec['grid']['total_steps'] = [steps]
+    spec['grid']['goal'] = spec['grid']['goal'][:1]
     path = Path(tempfile.mkdtemp()) / 'quick.json'
     path.write_text(json.dumps(spec))
     return path
-
-
-def _figures(run_dirs: list[Path], threshold: float) -> dict:
-    table = queries_to_success(run_dirs, threshold=threshold)
-    print(table.format_table(), flush=True)
-    half = {e.run_dir: e.queries for e in queries_to_success(run_dirs, threshold=0.5).runs}
-    by_arm: dict[str, dict[str, list]] = {
-        arm: {'queries': [], 'half': [], 'best': [], 'final': [], 'asked': []} for arm in ARMS}
-    for entry in table.runs:
-        evals = read_csv(entry.run_dir / 'eval.csv')
-        data = by_arm[_arm_of(entry.run_dir)]
-        data['queries'].append(entry.queries)
-        data['half'].append(half[entry.run_dir])
-        data['best'].append(round(max(evals['success_rate']), 3))
-        data['final'].append(round(evals['success_rate'][-1], 3))
-        data['asked'].append(int(evals['queries'][-1]))
-    figures: dict = {'threshold': threshold, 'seeds_per_arm': len(run_dirs) // len(ARMS)}
-    for arm, data in by_arm.items():
-        reached = [q for q in data['queries'] if q is not None]
-        figures[f'{arm}_queries_to_threshold_per_seed'] = data['queries']
-        figures[f'{arm}_queries_to_threshold_mean'] = (
-            round(sum(reached) / len(reached), 1) if reached else None)
-        figures[f'{arm}_seeds_not_reaching'] = len(data['queries']) - len(reached)
-        figures[f'{arm}_queries_to_50pct_per_seed'] = data['half']
-        figures[f'{arm}_best_success_per_seed'] = data['best']
-        figures[f'{arm}_final_success_per_seed'] = data['final']
-        figures[f'{arm}_queries_asked_per_seed'] = data['asked']
-    few = figures['fewshot_queries_to_threshold_mean']
-    peb = figures['pebble_queries_to_threshold_mean']
-    if few is not None:
-        if peb is not None and figures['pebble_seeds_not_reaching'] == 0:
-            figures['pebble_over_fewshot_queries'] = round(peb / max(few, 1), 1)
-        else:
-            bound = min(figures['pebble_queries_asked_per_seed'])
-            figures['pebble_over_fewshot_queries'] = (
-                f'> {round(bound / max(few, 1), 1)} (pebble did not reach '
-                f'{threshold:.0%} on every seed within {bound}+ queries)')
-    return figures
 
 
 def main(headline: Headline, doc: str) -> None:
@@ -134,46 +304,71 @@ def main(headline: Headline, doc: str) -> None:
     parser.add_argument('--out', type=Path, default=ROOT / 'runs' / headline.name,
                         help='sweep output directory (resumed if it exists)')
     parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--summarize-only', action='store_true',
+                        help='write the result file from the runs finished so far (a sweep '
+                             'still running elsewhere); the file says how many are done')
     parser.add_argument('--quick', action='store_true',
-                        help='one seed, short runs, 50%% threshold, nothing written to '
-                             'bench/results: a smoke test of the pipeline')
+                        help='one target, one seed, short runs, 50%% threshold, nothing '
+                             'written to bench/results: a smoke test of the pipeline')
     args = parser.parse_args()
     started = time.monotonic()
     dataset = ROOT / 'datasets' / headline.dataset
+    eval_dataset = ROOT / 'datasets' / f'{headline.dataset}_eval'
     pretrain = ROOT / 'runs' / headline.pretrain_dir
     if not (dataset / 'manifest.json').exists():
         _run(headline.name, ['pref-rl', 'collect', headline.family, '--out', str(dataset),
-                             *headline.collect_args, '--no-progress'])
+                             *headline.collect_args, '--eval-tasks-per-env', '0',
+                             '--no-progress'])
     if not (pretrain / 'best_model.pt').exists():
         _run(headline.name, ['pref-rl', 'pretrain', '--dataset', str(dataset),
                              '--out', str(pretrain), '--no-progress',
                              '--config', str(ROOT / 'config' / headline.pretrain_config),
                              *(f'--set={item}' for item in headline.pretrain_overrides)])
+    if not (eval_dataset / 'manifest.json').exists():
+        _run(headline.name, ['pref-rl', 'collect', headline.family, '--out',
+                             str(eval_dataset), *headline.collect_args,
+                             *headline.eval_collect_args, '--tasks-per-env', '0',
+                             '--eval-tasks-per-env', headline.eval_tasks, '--no-progress'])
     sweep = ROOT / 'config' / 'sweeps' / headline.sweep
     if args.quick:
         sweep = _quick_sweep(sweep, headline.quick_steps)
         args.threshold, args.out = 0.5, Path(tempfile.mkdtemp()) / 'sweep'
-    resume = ['--resume'] if args.out.exists() else []
-    _run(headline.name, ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
-                         '--jobs', str(args.jobs), '--no-progress', *resume])
+    if not args.summarize_only:
+        resume = ['--resume'] if args.out.exists() else []
+        _run(headline.name, ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
+                             '--jobs', str(args.jobs), '--no-progress', *resume])
     run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json'))
-    figures = _figures(run_dirs, args.threshold)
-    figures['pretraining'] = _pretraining_summary(pretrain)
-    if headline.pretrained_figures is not None:
-        figures['pretraining'].update(headline.pretrained_figures(pretrain / 'best_model.pt'))
-    figures['wall_minutes_this_invocation'] = round((time.monotonic() - started) / 60, 1)
+    spec = json.loads(sweep.read_text())
+    support = int(spec['grid'].get('schedule.queries_per_session', [6])[0])
+    priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, support)
+    arms = run_figures(run_dirs, args.threshold)
+    planned = len(spec['grid']['goal']) * len(next(iter(spec['paired_keys'][0].values()))) * (
+        spec['seeds'] if isinstance(spec['seeds'], int) else len(spec['seeds']))
+    figures = {
+        'threshold': args.threshold,
+        'runs_planned': planned,
+        'runs_finished': sum(len(a['runs']) for a in arms.values()),
+        'targets': spec['grid']['goal'],
+        'checks': checks(arms, priors, headline, args.threshold),
+        'prior_accuracy_per_target': priors,
+        'pretraining': _pretraining_summary(pretrain),
+        'arms': arms,
+        'wall_minutes_this_invocation': round((time.monotonic() - started) / 60, 1)}
+    print(json.dumps(figures['checks'], indent=1), flush=True)
     if args.quick:
-        print(json.dumps(figures, indent=1))
+        print(json.dumps({k: v for k, v in figures.items() if k != 'arms'}, indent=1))
         return
-    plot_runs(run_dirs, RESULTS / f'{headline.name}.png', title=headline.title,
-              threshold=args.threshold)
+    plot(run_dirs, arms, RESULTS / f'{headline.name}.png', headline.title, args.threshold)
     print(write_result(headline.name, figures, headline.notes))
 
 
 def _pretraining_summary(pretrain: Path) -> dict:
-    """Outer steps and the best held-out accuracy, before and after adaptation."""
+    """Outer steps and, at the chosen checkpoint, the validation (training-target) accuracy
+    before and after adaptation."""
     evals = read_csv(pretrain / 'eval.csv')
     best = max(range(len(evals['step'])), key=lambda i: evals['accuracy_post_adaptation'][i])
     return {'steps': int(evals['step'][-1]), 'best_step': int(evals['step'][best]),
-            'held_out_accuracy_post_adaptation': round(evals['accuracy_post_adaptation'][best], 3),
-            'held_out_accuracy_pre_adaptation': round(evals['accuracy_pre_adaptation'][best], 3)}
+            'validation_accuracy_post_adaptation': round(
+                evals['accuracy_post_adaptation'][best], 3),
+            'validation_accuracy_pre_adaptation': round(
+                evals['accuracy_pre_adaptation'][best], 3)}

@@ -56,7 +56,7 @@ H = 10
 
 def segment(segment_id: str) -> Segment:
     rng = np.random.default_rng(sum(segment_id.encode()))
-    obs = rng.uniform(-1, 1, (H, 6)).astype(np.float32)
+    obs = rng.uniform(-1, 1, (H, 4)).astype(np.float32)
     return Segment(segment_id=segment_id, task='point_mass', observations=obs,
                    actions=rng.uniform(-1, 1, (H, 2)).astype(np.float32),
                    next_observations=obs, terminated=np.zeros(H, bool),

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ROBOT = ROOT / 'install' / 'pref_rl_robot' / 'lib' / 'pref_rl_robot' / 'robot'
 
 
-def sac_weights(version=1, obs_dim=6, seed=0):
+def sac_weights(version=1, obs_dim=4, seed=0):
     agent = SAC(obs_dim, 2, SACConfig(hidden_sizes=(32, 32), device='cpu'), seed=seed)
     architecture, tensors = agent.actor_state()
     return PolicyWeights(version=version, tensors=tensors, architecture=architecture)
@@ -178,7 +178,7 @@ def test_flow_control_policy_updates_malformed_weights_and_frames(ros, capfd):
     wrong_shape = weights_to_ros(PolicyWeights(2, tensors, good.architecture))
     with_nan = weights_to_ros(sac_weights(version=2))
     with_nan.data[5] = float('nan')
-    wrong_dims = weights_to_ros(sac_weights(version=2, obs_dim=4))
+    wrong_dims = weights_to_ros(sac_weights(version=2, obs_dim=6))
     bad_layout = weights_to_ros(sac_weights(version=2))
     bad_layout.dims = bad_layout.dims[:-1]
     stale = weights_to_ros(sac_weights(version=1, seed=3))

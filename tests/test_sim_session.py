@@ -11,6 +11,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -70,7 +71,7 @@ def test_sim_session_learns_from_teacher_labels_and_records_everything(tmp_path)
     run_dir = tmp_path / 'run'
     result = subprocess.run(
         ['pref-rl', 'launch', str(LAUNCH_FILE), f'run_dir:={run_dir}',
-         f'train_config:={train}', f'config:={params}'],
+         f'train_config:={train}', f'config:={params}', 'goal:=eval:3'],
         capture_output=True, text=True, timeout=240, env=os.environ)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -80,6 +81,8 @@ def test_sim_session_learns_from_teacher_labels_and_records_everything(tmp_path)
 
     # The learner reached total_steps, evaluated before and after, and summarised the run.
     summary = json.loads((run_dir / 'summary.json').read_text())
+    # goal:= reached the learner (its evaluation) and the robot (its rewards); see below.
+    assert summary['target'] == 'eval:3 at (-0.80, -0.20)', summary['target']
     assert summary['env_steps'] >= TRAIN_CONFIG['total_steps']
     assert summary['evaluations'] >= 4  # at 0, 500, 1000 and the end
     assert summary['reward_model_version'] >= 2
@@ -109,6 +112,14 @@ def test_sim_session_learns_from_teacher_labels_and_records_everything(tmp_path)
     segments = [m.value for m in messages if m.topic == '/segments']
     assert len(segments) * 10 >= TRAIN_CONFIG['total_steps']
     assert {s.task for s in segments} == {'point_mass'}
+    # The robot's segments show position and velocity only, and its true rewards are those
+    # of target eval:3 (-0.8, -0.2): -distance to it, less the control cost.
+    assert {tuple(s.observation_shape) for s in segments} == {(4,)}
+    last = segments[-1]
+    obs = np.asarray(last.next_observations, np.float32).reshape(last.length, 4)
+    actions = np.asarray(last.actions, np.float32).reshape(last.length, 2)
+    expected = -np.hypot(obs[:, 0] + 0.8, obs[:, 1] + 0.2) - 0.05 * (actions ** 2).sum(1)
+    np.testing.assert_allclose(np.asarray(last.rewards), expected, atol=1e-5)
     assert max(s.policy_version for s in segments) >= 1
     robot_versions = [m.value.policy_version for m in messages if m.topic == '/robot_status']
     assert max(robot_versions) >= 1
@@ -136,7 +147,7 @@ def test_sim_session_declares_its_documented_arguments():
         ['pref-rl', 'launch', str(LAUNCH_FILE), '--show-args'],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    for name in ('task', 'labeler', 'algorithm', 'checkpoint', 'run_dir', 'bag_dir',
+    for name in ('task', 'labeler', 'algorithm', 'checkpoint', 'goal', 'run_dir', 'bag_dir',
                  'train_config', 'config'):
         assert f'{name} (default:' in result.stdout
 

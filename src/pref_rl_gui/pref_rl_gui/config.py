@@ -17,6 +17,10 @@ class LabelerConfig:
 
     labeler_id: str = ''
     """Who answers, written into every label ('' : the login name, else ``person``)."""
+    target: str = ''
+    """What the clips are judged against, as the session's ``goal:=`` names it: a simulated
+    target (``eval:3``; the frames draw it) or ``person`` / '' (a real arm: the target is the
+    labeller's own, asked of nobody)."""
     outbox_dir: str = ''
     """Directory of the durable outbox of unacknowledged labels ('' : ``$XDG_STATE_HOME``, or
     ``~/.local/state``, ``/pref_rl/labeler-<labeler_id>``). Keep it across restarts: labels

@@ -2,9 +2,11 @@
 
 Segments of state-only tasks carry no camera frames (or the robot's frame cache has evicted
 them). A person can still compare two clips from a schematic: for tasks whose observation
-layout is known, a top view of the positions that matter (the point mass and its goal, the
-reacher's arm and fingertip, the Panda's end effector, block and goal, MetaWorld's hand,
-object and goal); for any other task, each observation dimension over time. Both clips of a
+layout is known, a top view of the positions that matter (the point mass, the reacher's arm
+and fingertip, the Panda's end effector and block, MetaWorld's hand and object); for any other
+task, each observation dimension over time. The target is not in the observations (it is
+what the labels teach), so the drawing shows no goal; the window names the target, and the
+camera frames, where there are any, draw it. Both clips of a
 query share one scale (:func:`schematics`), so they can be compared at a glance.
 
 Pure numpy; :mod:`pref_rl_gui.widgets.clip_view` paints what this module computes.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pref_rl_learner.types import Segment
+from pref_rl_robot.tasks.reacher_kinematics import arm_points
 
 MAX_TRACES = 8
 """Observation dimensions drawn for a task of unknown layout."""
@@ -65,42 +68,39 @@ def _plane(title: str, bounds: Bounds, paths: list[tuple[str, np.ndarray]],
 
 
 def _point_mass(s: np.ndarray) -> Schematic | None:
-    if s.shape[1] != 6:
+    if s.shape[1] != 4:  # x, y, vx, vy
         return None
-    return _plane('top view: mass (x, y) and goal', (-1.0, 1.0, -1.0, 1.0),
-                  [('mass', s[:, 0:2])], goal=s[-1, 4:6])
+    return _plane('top view: mass (x, y)', (-1.0, 1.0, -1.0, 1.0), [('mass', s[:, 0:2])])
 
 
 def _reacher(s: np.ndarray) -> Schematic | None:
-    if s.shape[1] != 10:
+    if s.shape[1] != 6:  # cos q0, cos q1, sin q0, sin q1, dq0, dq1
         return None
-    goal = s[:, 4:6]
-    tip = s[:, 8:10] + goal
-    elbow = 0.1 * np.stack([s[:, 0], s[:, 2]], axis=1)  # link 0 at angle q0: (cos, sin)
+    elbow, tip = arm_points(s)
     arm = np.stack([np.zeros_like(elbow), elbow, tip], axis=1)
-    return _plane('top view: arm, fingertip and goal', (-0.22, 0.22, -0.22, 0.22),
-                  [('fingertip', tip)], goal=goal[-1], arm=arm)
+    return _plane('top view: arm and fingertip', (-0.22, 0.22, -0.22, 0.22),
+                  [('fingertip', tip)], arm=arm)
 
 
 def _panda_reach(s: np.ndarray) -> Schematic | None:
-    if s.shape[1] != 9:
+    if s.shape[1] != 6:  # ee xyz, ee velocity xyz
         return None
-    return _plane('top view: end effector (x, y) and goal', (0.25, 0.75, -0.3, 0.3),
-                  [('end effector', s[:, 0:2])], goal=s[-1, 6:8])
+    return _plane('top view: end effector (x, y)', (0.25, 0.75, -0.3, 0.3),
+                  [('end effector', s[:, 0:2])])
 
 
 def _panda_push(s: np.ndarray) -> Schematic | None:
-    if s.shape[1] != 11:
+    if s.shape[1] != 9:  # ee xyz, ee velocity xyz, block xyz
         return None
-    return _plane('top view: end effector, block and goal', (0.25, 0.75, -0.3, 0.3),
-                  [('end effector', s[:, 0:2]), ('block', s[:, 6:8])], goal=s[-1, 9:11])
+    return _plane('top view: end effector and block', (0.25, 0.75, -0.3, 0.3),
+                  [('end effector', s[:, 0:2]), ('block', s[:, 6:8])])
 
 
 def _metaworld(s: np.ndarray) -> Schematic | None:
-    if s.shape[1] != 39:
+    if s.shape[1] != 39:  # partially observable: the goal entries are zero
         return None
-    return _plane('top view: hand, object and goal', (-0.5, 0.5, 0.3, 1.0),
-                  [('hand', s[:, 0:2]), ('object', s[:, 4:6])], goal=s[-1, 36:38])
+    return _plane('top view: hand and object', (-0.5, 0.5, 0.3, 1.0),
+                  [('hand', s[:, 0:2]), ('object', s[:, 4:6])])
 
 
 def _layout(task: str) -> Callable[[np.ndarray], Schematic | None] | None:

@@ -18,7 +18,7 @@ from pref_rl_learner.types import PreferenceQuery, Segment
 H = 10
 
 
-def make_segment(segment_id: str, *, task: str = 'point_mass', obs_dim: int = 6,
+def make_segment(segment_id: str, *, task: str = 'point_mass', obs_dim: int = 4,
                  episode: int = 0, start_step: int = 0, end: bool = False,
                  reward: float = 0.0, frames: bool = False, source_id: str = 'robot',
                  length: int = H) -> Segment:

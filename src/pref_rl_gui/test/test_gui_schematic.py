@@ -17,33 +17,41 @@ def test_point_mass_top_view_shares_one_scale(segment_factory):
     assert path.shape == (11, 2)  # steps 0..T
     np.testing.assert_array_equal(path[:10], a.observations[:, :2])
     np.testing.assert_array_equal(path[10], a.next_observations[-1, :2])
-    np.testing.assert_array_equal(left.goal, a.next_observations[-1, 4:6])
+    assert left.goal is None  # the target is hidden from the observations
     x0, x1, y0, y1 = left.bounds
     assert x1 - x0 == pytest.approx(y1 - y0)  # square
     assert x1 - x0 >= MIN_ZOOM_SPAN * 2
-    points = np.concatenate([left.paths[0][1], right.paths[0][1], [left.goal, right.goal]])
+    points = np.concatenate([left.paths[0][1], right.paths[0][1]])
     assert (points[:, 0] >= x0).all() and (points[:, 0] <= x1).all()
     assert (points[:, 1] >= y0).all() and (points[:, 1] <= y1).all()
 
 
 def test_small_motions_are_zoomed_in_on():
-    obs = np.zeros((11, 6), np.float32)
-    obs[:, 0] = np.linspace(0.50, 0.52, 11)  # a tiny move next to its goal
-    obs[:, 4:6] = (0.55, 0.0)
+    obs = np.zeros((11, 4), np.float32)
+    obs[:, 0] = np.linspace(0.50, 0.52, 11)  # a tiny move
     (drawing,) = schematics('point_mass', [obs])
     x0, x1, _, _ = drawing.bounds
     assert x1 - x0 == pytest.approx(MIN_ZOOM_SPAN * 2 * 1.15)
-    assert x0 < 0.50 and x1 > 0.55
+    assert x0 < 0.50 and x1 > 0.52
 
 
 def test_reacher_arm_and_fingertip(segment_factory):
-    seg = segment_factory('r', task='reacher', obs_dim=10)
+    # Joint angles (cos, sin) drawn through the arm's forward kinematics, checked against
+    # the MuJoCo model's own fingertip.
+    from pref_rl_robot.tasks import make_task
+
+    env = make_task('reacher', seed=0, render_size=16)
+    obs, _ = env.reset(seed=2)
+    (drawing,) = schematics('reacher', [obs[None]])
+    np.testing.assert_allclose(drawing.paths[0][1][0], env.unwrapped.fingertip(), atol=1e-5)
+    assert drawing.goal is None
+    seg = segment_factory('r', task='reacher', obs_dim=6)
     (drawing,) = segment_schematics([seg])
     s = states([seg])
-    np.testing.assert_allclose(drawing.paths[0][1], s[:, 8:10] + s[:, 4:6])
     assert drawing.arm.shape == (11, 3, 2)
-    np.testing.assert_allclose(drawing.arm[:, 1], 0.1 * s[:, [0, 2]])
+    np.testing.assert_allclose(np.hypot(*drawing.arm[:, 1].T), 0.1, atol=1e-6)
     np.testing.assert_allclose(drawing.arm[:, 2], drawing.paths[0][1])
+    assert len(s) == 11
 
 
 def test_unknown_layouts_fall_back_to_shared_traces(segment_factory):

@@ -161,3 +161,13 @@ def test_app_sends_due_labels_and_asks_for_frames(qtbot, window, clock):
     clock.advance(2.0)  # the app's timer sends it once the window is over
     qtbot.waitUntil(lambda: len(sink.sent) == 1, timeout=3000)
     assert sink.sent[0].query_id == 'q0'
+
+
+def test_the_window_names_the_target_the_clips_are_judged_against(qtbot, window, tmp_path):
+    # A simulated session names its target (the frames draw it); a real arm's session asks
+    # for the target the person has in mind, which nobody else knows.
+    w, _, _ = window(queries=1, target='eval:3', outbox_dir=str(tmp_path / 'a'))
+    assert 'target eval:3' in w.help_label.text()
+    for target in ('person', ''):
+        w, _, _ = window(queries=1, target=target, outbox_dir=str(tmp_path / target / 'b'))
+        assert w.help_label.text() == 'Which clip comes closer to the target you have in mind?'

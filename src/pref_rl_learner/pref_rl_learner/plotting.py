@@ -25,8 +25,9 @@ from pref_rl_learner.run_log import read_csv
 
 PANELS = (('success_rate', 'held-out success rate'), ('return', 'held-out return'))
 AXES = (('step', 'environment steps'), ('queries', 'queries asked'))
-IGNORED_KEYS = ('seed',)
-"""Config keys that do not separate arms (runs differing only there are averaged)."""
+IGNORED_KEYS = ('seed', 'goal')
+"""Config keys that do not separate arms (runs differing only there are averaged): the seed
+and the run's target (one arm learns each target it is given)."""
 MAX_LABEL_KEYS = 3
 """Most config values added to a label to tell arms apart."""
 

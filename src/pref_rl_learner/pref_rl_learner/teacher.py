@@ -107,8 +107,10 @@ TEACHER_PRESETS: dict[str, TeacherConfig] = {
     'skip': TeacherConfig(eps_skip=0.1),
     'myopic': TeacherConfig(gamma=0.9),
     'equal': TeacherConfig(eps_equal=0.1),
+    'random': TeacherConfig(beta=0.0),
 }
-"""B-Pref's six teachers (Lee et al. 2021, Table 1)."""
+"""B-Pref's six teachers (Lee et al. 2021, Table 1), and ``random`` (β = 0: every answer a
+coin flip), the control that shows whether a result comes from the labels."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

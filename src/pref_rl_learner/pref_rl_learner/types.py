@@ -72,11 +72,11 @@ class Segment:
     task: str
     """Task name, e.g. ``point_mass`` or ``button-press-v3``."""
     observations: np.ndarray
-    """float32 ``[T, *obs_shape]``: o_t."""
+    """float32 ``[T, *obs_shape]``: o_t (uint8 pixels are kept as uint8)."""
     actions: np.ndarray
     """float32 ``[T, *act_shape]``: a_t."""
     next_observations: np.ndarray
-    """float32 ``[T, *obs_shape]``: o_{t+1}."""
+    """float32 ``[T, *obs_shape]``: o_{t+1} (uint8 pixels are kept as uint8)."""
     terminated: np.ndarray
     """bool ``[T]``: the episode ended in a terminal state after step t."""
     truncated: np.ndarray
@@ -104,7 +104,10 @@ class Segment:
         f32, b = np.dtype(np.float32), np.dtype(np.bool_)
         set_ = object.__setattr__
         for name in ('observations', 'actions', 'next_observations'):
-            set_(self, name, _checked_array(name, getattr(self, name), f32, finite=True))
+            value = getattr(self, name)
+            if name != 'actions' and getattr(value, 'dtype', None) == np.uint8:
+                continue  # pixels stay one byte per value (the cnn encoder scales them)
+            set_(self, name, _checked_array(name, value, f32, finite=True))
         for name in ('terminated', 'truncated'):
             set_(self, name, _checked_array(name, getattr(self, name), b, finite=False))
         if self.observations.ndim < 2 or self.actions.ndim < 2:

@@ -17,13 +17,6 @@ TRAINING = RewardTrainingConfig(random_response=0.1, adaptive_l2=True, weight_de
                                 max_epochs=50, batch_size=32)
 
 
-class FixedGoal(gymnasium.Wrapper):
-    """The point mass with its first training goal in every episode."""
-
-    def reset(self, *, seed=None, options=None):
-        return self.env.reset(seed=seed, options={'goal_index': 0})
-
-
 class DotToTarget(gymnasium.Env):
     """A red dot on an 8×8 grid drawn into a 16×16 RGB image, to be moved onto a green
     target cell; reward −(Manhattan distance)/8 per step, 16 steps per episode."""
@@ -94,7 +87,7 @@ def test_sac_learns_point_mass_from_synthetic_preferences(tmp_path):
                                         total_budget=300, decay_horizon_steps=3000),
         reward_model=RewardModelConfig(hidden_sizes=(64, 64), inputs='state', device='cpu'),
         reward_training=TRAINING)
-    env = PreferenceRewardWrapper(FixedGoal(make_task('point_mass', seed=0)), config, tmp_path)
+    env = PreferenceRewardWrapper(make_task('point_mass', seed=0), config, tmp_path)
     try:
         pretrain_on_random_clips(env, 1000)
         agent = SAC('MlpPolicy', env, learning_starts=300, train_freq=2, batch_size=128,
@@ -105,7 +98,7 @@ def test_sac_learns_point_mass_from_synthetic_preferences(tmp_path):
         assert status['labelled'] >= 200 and status['val_accuracy'] >= 0.75
     finally:
         env.close()
-    evaluation = FixedGoal(make_task('point_mass', seed=1))
+    evaluation = make_task('point_mass', seed=1)
     rng = np.random.default_rng(0)
     random_return = mean_true_return(evaluation, lambda o: rng.uniform(-1, 1, 2), 16)
     learned_return = mean_true_return(

@@ -19,6 +19,7 @@ def point_mass_config(**overrides) -> DrlhpConfig:
     """A small, fast DRLHP config for the point mass."""
     base = dict(
         segment_length=10, store_fsync=False, min_labels_to_train=4, checkpoint_interval=0,
+        min_session_clips=10,
         schedule=FeedbackScheduleConfig(kind='decay', queries_per_session=12,
                                         session_interval_steps=100, first_session_step=100,
                                         total_budget=200, decay_horizon_steps=200),
@@ -56,7 +57,7 @@ def rollout_clips(num_clips: int, seed: int = 0):
 
 
 def make_worker(tmp_path, config: DrlhpConfig, published: list) -> PreferenceWorker:
-    spec = WorkerSpec(config=config, observation_shape=(6,), action_dim=2,
+    spec = WorkerSpec(config=config, observation_shape=(4,), action_dim=2,
                       log_dir=str(tmp_path), parent_pid=0, task='point_mass')
     return PreferenceWorker(spec, published.append)
 
@@ -175,7 +176,7 @@ def test_collect_only_writes_train_and_val_splits(tmp_path):
     worker.close()
     train, val = load_splits(tmp_path)
     assert train.num_pairs + val.num_pairs == 30 and val.num_pairs > 0
-    assert train.left_observations.shape[1:] == (10, 6)
+    assert train.left_observations.shape[1:] == (10, 4)
     assert set(np.unique(train.right_preferred)) <= {0.0, 0.5, 1.0}
     (tmp_path / 'val.npz').write_bytes(b'not a zip')
     with pytest.raises(DrlhpError, match='val.npz'):
@@ -192,4 +193,109 @@ def test_external_gatherer_leaves_queries_pending(tmp_path):
     assert worker.submit_label(pending[0].query_id, int(Choice.LEFT), 'alice', 1.5)
     assert not worker.submit_label(pending[0].query_id, int(Choice.LEFT), 'alice', 2.0)
     assert len(worker.pending()) == 4 and worker.status()['left'] == 1
+    worker.close()
+
+
+def test_episode_ends_are_aligned_or_padded_never_dropped():
+    recorder = ClipRecorder(4, 'r')
+    recorder.start_episode()
+    step = lambda t, end=False: recorder.add(  # noqa: E731
+        np.full(2, t, np.float32), np.ones(1, np.float32), np.full(2, t + 1, np.float32),
+        float(t), t + 1, terminated=end)
+    made = [step(t, end=(t == 9)) for t in range(10)]
+    clips = [c for c in made if c is not None]
+    # 10 steps: clips at steps 0-3 and 4-7, then the tail 8-9 as the last 4 steps, 6-9.
+    assert len(clips) == 3 and recorder.ends_aligned == 1
+    np.testing.assert_array_equal(clips[2].observations[:, 0], [6, 7, 8, 9])
+    np.testing.assert_array_equal(clips[2].next_observations[:, 0], [7, 8, 9, 10])
+    assert clips[2].start_step == 6 and clips[2].terminated.tolist() == [0, 0, 0, 1]
+    recorder.start_episode()
+    assert recorder.partial_discarded == 0
+    short = [step(t, end=(t == 1)) for t in range(2)]  # an episode shorter than T: padded
+    clip = short[1]
+    assert short[0] is None and recorder.ends_padded == 1
+    np.testing.assert_array_equal(clip.rewards, [0, 1, 0, 0])  # absorbing steps: reward 0
+    np.testing.assert_array_equal(clip.frames[:, 0], [0, 1, 2, 2, 2])
+    np.testing.assert_array_equal(clip.actions[:, 0], [1, 1, 0, 0])
+    assert clip.terminated.tolist() == [False, True, True, True]
+
+
+def test_a_segment_that_ends_an_episode_reaches_the_teacher(tmp_path):
+    """Episodes of 13 steps end with +10 (a landing): with clips of 10 steps the last clip
+    of each episode (steps 3-12) holds it, is queried and is preferred by the oracle."""
+    config = point_mass_config(mode='collect_only', min_session_clips=4,
+                               schedule=replace(point_mass_config().schedule,
+                                                kind='constant', queries_per_session=6))
+    worker = make_worker(tmp_path, config, [])
+    recorder, steps, clips = ClipRecorder(10, 'lander'), 0, []
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        recorder.start_episode()
+        for t in range(13):
+            steps += 1
+            obs = rng.normal(size=worker.spec.observation_shape).astype(np.float32)
+            clip = recorder.add(obs, np.zeros(2, np.float32), obs, 10.0 if t == 12 else 0.0,
+                                steps, terminated=t == 12)
+            if clip is not None:
+                clips.append(clip)
+    assert len(clips) == 8  # two per episode: steps 0-9 and the aligned end 3-12
+    feed(worker, [c._replace(env_steps=100) for c in clips])
+    assert worker.run_session() == 6
+    ends = 0
+    for query_id in worker.store.query_ids():
+        query, label = worker.store.query(query_id), worker.store.label(query_id)
+        left_end, right_end = (bool(s.terminated[-1]) for s in (query.left, query.right))
+        ends += left_end + right_end
+        if left_end != right_end:
+            assert label.choice == (Choice.LEFT if left_end else Choice.RIGHT)
+            assert max(query.left.rewards[-1], query.right.rewards[-1]) == 10.0
+    assert ends > 0
+    worker.close()
+
+
+def test_training_cost_is_capped_in_gradient_steps_not_labels(tmp_path):
+    clips = rollout_clips(120)
+    schedule = replace(point_mass_config().schedule, kind='constant', queries_per_session=100,
+                       total_budget=1000)
+    training = replace(point_mass_config().reward_training, batch_size=8, max_epochs=50)
+    capped = make_worker(tmp_path / 'capped', point_mass_config(
+        schedule=schedule, reward_training=training, gradient_steps_per_training=24), [])
+    free = make_worker(tmp_path / 'free', point_mass_config(
+        schedule=schedule, reward_training=training, gradient_steps_per_training=0), [])
+    for worker in (capped, free):
+        feed(worker, [c._replace(env_steps=100) for c in clips])
+        worker.run_session()
+        worker.train()
+    train_pairs = capped.store.counts()['train']
+    batches = -(-train_pairs // 8)
+    assert batches > 4
+    assert capped.last_report['epochs'] == max(1, 24 // batches)  # ≤ 24 steps
+    assert free.last_report['epochs'] == 50  # target_accuracy None: every epoch runs
+    for worker in (capped, free):
+        worker.close()
+
+
+def test_status_counts_skips_apart_and_reports_the_backlog(tmp_path):
+    config = point_mass_config(label_source='external', max_pending_queries=12)
+    worker = make_worker(tmp_path, config, [])
+    feed(worker, [c._replace(env_steps=300) for c in rollout_clips(30)])
+    assert worker.status()['sessions_due'] == 3 and worker.status()['session_backlog'] == 3
+    worker.run_session()
+    pending = worker.pending()
+    worker.submit_label(pending[0].query_id, int(Choice.SKIP), 'alice', 1.0)
+    worker.submit_label(pending[1].query_id, int(Choice.LEFT), 'alice', 1.0)
+    status = worker.status()
+    assert status['answered'] == 2 and status['labelled'] == 1 and status['skip'] == 1
+    assert status['session_backlog'] == 2
+    worker.close()
+
+
+def test_the_pool_keeps_to_its_byte_budget(tmp_path):
+    clips = rollout_clips(50)
+    budget = 10 * clips[0].nbytes
+    worker = make_worker(tmp_path, point_mass_config(segment_pool_bytes=budget), [])
+    feed(worker, clips)
+    status = worker.status()
+    assert status['pool_clips'] == 10 and status['pool_bytes'] <= budget
+    assert worker.pool_snapshot()[0].segment_id == clips[-10].segment_id  # the oldest went
     worker.close()

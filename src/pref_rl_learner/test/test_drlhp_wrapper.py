@@ -73,7 +73,7 @@ def test_collect_only_then_train_only_then_pretrained_round_trip(tmp_path):
     assert train.using_predicted_reward and train.reward_model_version == 2
     rewards = run_steps(train, 20)
     assert all(r != t for r, t in rewards)  # predicted now; the true reward is in info
-    obs = np.random.default_rng(1).uniform(-1, 1, (8, 6)).astype(np.float32)
+    obs = np.random.default_rng(1).uniform(-1, 1, (8, 4)).astype(np.float32)
     act = np.random.default_rng(2).uniform(-1, 1, (8, 2)).astype(np.float32)
     expected = train.predict_rewards(obs, act)
     train.switch_to_true_reward()
@@ -170,9 +170,9 @@ def test_full_queue_drops_clips_and_close_does_not_hang(tmp_path):
 def test_a_dropped_clip_hands_its_finished_episodes_to_the_next(tmp_path):
     env = PreferenceRewardWrapper(point_mass(), point_mass_config(mode='collect_only'),
                                   tmp_path)
-    real_queue = env._clips
+    real_queue = env._client._clips
     try:
-        env._clips = queue.Queue(maxsize=1)  # an in-process queue with room for one clip
+        env._client._clips = queue.Queue(maxsize=1)  # an in-process queue with room for one clip
         rng = np.random.default_rng(0)
         env.reset(seed=0)
         episodes = 0
@@ -181,18 +181,18 @@ def test_a_dropped_clip_hands_its_finished_episodes_to_the_next(tmp_path):
             if terminated or truncated:
                 episodes += 1
                 env.reset()
-        delivered = [env._clips.get_nowait()]
-        env._clips = queue.Queue()  # room again
-        while env._clips.empty():
+        delivered = [env._client._clips.get_nowait()]
+        env._client._clips = queue.Queue()  # room again
+        while env._client._clips.empty():
             *_, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2))
             if terminated or truncated:
                 episodes += 1
                 env.reset()
-        delivered.append(env._clips.get_nowait())
+        delivered.append(env._client._clips.get_nowait())
         # Every finished episode reaches the worker with some clip, none twice.
         assert sum(len(clip.finished_episodes) for clip in delivered) == episodes
     finally:
-        env._clips = real_queue
+        env._client._clips = real_queue
         env.close()
 
 
@@ -201,7 +201,7 @@ def test_bad_observations_and_configs_are_typed_errors(tmp_path):
 
     def turns_nan(obs):
         calls['n'] += 1
-        return obs if calls['n'] < 5 else np.full(6, np.nan)
+        return obs if calls['n'] < 5 else np.full(4, np.nan)
 
     env = PreferenceRewardWrapper(point_mass(), point_mass_config(mode='collect_only'),
                                   tmp_path / 'a', obs_transform=turns_nan)
@@ -248,9 +248,10 @@ def test_pixel_transform_any_size_and_channels(shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     out = pixel_transform()(image)
     channels = shape[2] if len(shape) == 3 else 1
-    assert out.shape == (channels, shape[0], shape[1]) and out.dtype == np.float32
-    assert out.min() >= 0 and out.max() <= 1
-    np.testing.assert_allclose(out[0], image.reshape(*shape[:2], -1)[:, :, 0] / 255, rtol=1e-6)
+    # uint8 stays uint8 (one byte per value); the cnn encoder scales it to [0, 1].
+    assert out.shape == (channels, shape[0], shape[1]) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], image.reshape(*shape[:2], -1)[:, :, 0])
+    assert pixel_transform()(image.astype(np.float32) / 255).dtype == np.float32
     assert pixel_transform('pixels')({'pixels': image, 'state': 1}).shape == out.shape
     with pytest.raises(ObservationTransformError):
         pixel_transform()(np.zeros((2, 2, 2, 2), np.uint8))
@@ -277,3 +278,24 @@ def test_per_step_reward_matches_the_ensemble(config):
     expected = model.reward(torch.from_numpy(obs), torch.from_numpy(act)).numpy()
     got = [step_reward(obs[i], act[i]) for i in range(20)]
     np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
+def test_wait_for_without_stepping_sees_labels_given_meanwhile(tmp_path):
+    config = point_mass_config(mode='collect_only', label_source='external',
+                               max_pending_queries=8)
+    env = PreferenceRewardWrapper(point_mass(), config, tmp_path)
+    try:
+        run_steps(env, 150)
+        for _ in range(200):
+            pending = env.pending_queries()
+            if len(pending) == 8:
+                break
+            threading.Event().wait(0.05)
+        for query in pending[:5]:
+            env.submit_label(query.query_id, Choice.LEFT)
+        env.submit_label(pending[5].query_id, Choice.SKIP)
+        # No step since the labels: the status is asked for, not waited for.
+        status = env.wait_for(labelled=5, timeout_s=5)
+        assert status['labelled'] == 5 and status['answered'] == 6
+    finally:
+        env.close()

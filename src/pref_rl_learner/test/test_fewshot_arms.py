@@ -19,7 +19,7 @@ from pref_rl_learner.fewshot.adapt import FewShotTrainer
 from pref_rl_learner.fewshot.arms import PretrainedRewardError, make_reward_learning
 from pref_rl_learner.fewshot.dataset import MultiTaskDataset, TaskData
 from pref_rl_learner.fewshot.meta_checkpoint import load_pretrained
-from pref_rl_learner.fewshot.pretrain import PretrainConfig, outer_lr_at, pretrain
+from pref_rl_learner.fewshot.pretrain import PretrainConfig, PretrainError, outer_lr_at, pretrain
 from pref_rl_learner.offline_reward import load_reward_model, save_reward_model
 from pref_rl_learner.pebble.config import TrainConfig
 from pref_rl_learner.pebble.trainer import PebbleTrainer
@@ -29,6 +29,7 @@ from pref_rl_learner.testing import one_torch_thread
 
 REWARD_MODEL = {'inputs': 'state', 'hidden_sizes': [32, 32]}
 PRETRAIN = {'steps': 12, 'support_pairs': 8, 'query_pairs': 8, 'eval_interval': 6,
+            'holdout_tasks': 1,
             'log_interval': 3, 'eval_draws': 1, 'outer_lr': 1e-3,
             'maml': {'inner_lr': 1e-2}, 'reward_model': REWARD_MODEL}
 # A short fewshot run through every phase: seed steps, three feedback sessions (2 + 2 + 2
@@ -47,25 +48,26 @@ TINY = {
 
 
 def point_mass_dataset(goals=(0, 1, 2, 3), episodes=4, seed=0) -> MultiTaskDataset:
-    """Random and noisy goal-directed point-mass episodes per training goal, 10-step
-    segments; the last goal is held out (``eval``)."""
+    """Random and noisy goal-directed point-mass episodes per training target, 10-step
+    segments (pretraining keeps one target out for validation)."""
     from pref_rl_robot.tasks import make_task
 
-    env = make_task('point_mass', goals='train', seed=seed)
     rng = np.random.default_rng(seed)
     tasks, split = {}, {}
     for goal in goals:
+        env = make_task('point_mass', goal=f'train:{goal}', seed=seed + goal)
+        target = env.unwrapped.goal
         obs_all, act_all, rew_all, sources = [], [], [], []
         for episode in range(episodes):
             kind = 'random' if episode % 2 == 0 else 'noisy'
-            obs, _ = env.reset(options={'goal_index': goal})
+            obs, _ = env.reset()
             for _ in range(5):  # five 10-step segments per 50-step episode
                 seg_obs, seg_act, seg_rew = [], [], []
                 for _ in range(10):
                     if kind == 'random':
                         action = rng.uniform(-1, 1, 2)
                     else:  # a P-controller towards the goal, plus noise
-                        action = 3 * (obs[4:6] - obs[:2]) - obs[2:4] + rng.normal(0, 0.5, 2)
+                        action = 3 * (target - obs[:2]) - obs[2:4] + rng.normal(0, 0.5, 2)
                     action = np.clip(action, -1, 1).astype(np.float32)
                     next_obs, reward, *_ = env.step(action)
                     seg_obs.append(obs)
@@ -80,7 +82,7 @@ def point_mass_dataset(goals=(0, 1, 2, 3), episodes=4, seed=0) -> MultiTaskDatas
         tasks[task_id] = TaskData(task_id, 'point_mass', np.asarray(obs_all, np.float32),
                                   np.asarray(act_all, np.float32),
                                   np.asarray(rew_all, np.float32), np.asarray(sources))
-        split[task_id] = 'eval' if goal == goals[-1] else 'train'
+        split[task_id] = 'train'
     return MultiTaskDataset(tasks, split)
 
 
@@ -105,25 +107,25 @@ def _params(model):
 def test_init_and_fewshot_start_from_the_checkpoint_and_pebble_from_scratch(pretrained):
     saved = load_pretrained(pretrained)
     for algorithm, trainer_type in (('init', RewardTrainer), ('fewshot', FewShotTrainer)):
-        model, trainer = make_reward_learning(_config(pretrained, algorithm=algorithm), (6,), 2)
+        model, trainer = make_reward_learning(_config(pretrained, algorithm=algorithm), (4,), 2)
         assert isinstance(trainer, trainer_type)
         assert model.version == 0  # behaves as a fresh model until the first session
         for name, tensor in _params(saved.model).items():
             assert torch.equal(_params(model)[name], tensor), (algorithm, name)
-    model, trainer = make_reward_learning(_config(pretrained, algorithm='pebble'), (6,), 2)
-    fresh = RewardEnsemble((6,), 2, model.config, seed=0)
+    model, trainer = make_reward_learning(_config(pretrained, algorithm='pebble'), (4,), 2)
+    fresh = RewardEnsemble((4,), 2, model.config, seed=0)
     assert isinstance(trainer, RewardTrainer)
     for name, tensor in _params(fresh).items():
         assert torch.equal(_params(model)[name], tensor), name
         assert not torch.equal(tensor, _params(saved.model)[name]), name
-    fewshot = make_reward_learning(_config(pretrained), (6,), 2)[1]
+    fewshot = make_reward_learning(_config(pretrained), (4,), 2)[1]
     for name, lr in saved.inner_lrs.items():
         assert torch.equal(fewshot.maml.inner_lrs[name], lr), name
 
 
 def test_meta_checkpoint_is_a_reward_model_checkpoint(pretrained):
     model = load_reward_model(pretrained)
-    assert model.observation_shape == (6,)
+    assert model.observation_shape == (4,)
     assert model.config.hidden_sizes == (32, 32)
     saved = load_pretrained(pretrained)
     assert saved.maml.inner_steps == 2
@@ -131,12 +133,12 @@ def test_meta_checkpoint_is_a_reward_model_checkpoint(pretrained):
 
 
 def test_shape_and_architecture_mismatch_name_both_sides(pretrained):
-    with pytest.raises(PretrainedRewardError, match=r'shape \(6,\).*task has \(10,\)'):
+    with pytest.raises(PretrainedRewardError, match=r'shape \(4,\).*task has \(10,\)'):
         make_reward_learning(_config(pretrained, algorithm='init'), (10,), 2)
     wider = dataclasses.replace(_config(pretrained).reward_model, hidden_sizes=(64, 64))
     with pytest.raises(PretrainedRewardError,
                        match=r'hidden_sizes: checkpoint \[32, 32\] vs train config \[64, 64\]'):
-        make_reward_learning(_config(pretrained, reward_model=wider), (6,), 2)
+        make_reward_learning(_config(pretrained, reward_model=wider), (4,), 2)
 
 
 def test_corrupt_or_missing_checkpoint_is_a_checkpoint_error(pretrained, tmp_path):
@@ -145,24 +147,24 @@ def test_corrupt_or_missing_checkpoint_is_a_checkpoint_error(pretrained, tmp_pat
     data[len(data) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match='checksum mismatch'):
-        make_reward_learning(_config(corrupt), (6,), 2)
+        make_reward_learning(_config(corrupt), (4,), 2)
     truncated = tmp_path / 'truncated.pt'
     truncated.write_bytes(pretrained.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match='not a complete'):
-        make_reward_learning(_config(truncated, algorithm='init'), (6,), 2)
+        make_reward_learning(_config(truncated, algorithm='init'), (4,), 2)
     with pytest.raises(CheckpointError, match='cannot read'):
-        make_reward_learning(_config(tmp_path / 'missing.pt'), (6,), 2)
+        make_reward_learning(_config(tmp_path / 'missing.pt'), (4,), 2)
 
 
 def test_reward_train_checkpoint_serves_init_but_not_fewshot(tmp_path):
     path = tmp_path / 'reward.pt'
     config = _config(path, algorithm='init')
-    save_reward_model(path, RewardEnsemble((6,), 2, config.reward_model, seed=5), seed=5)
-    model, _ = make_reward_learning(config, (6,), 2)
+    save_reward_model(path, RewardEnsemble((4,), 2, config.reward_model, seed=5), seed=5)
+    model, _ = make_reward_learning(config, (4,), 2)
     assert torch.equal(_params(model)['head.linears.0.weight'],
                        _params(load_reward_model(path))['head.linears.0.weight'])
     with pytest.raises(PretrainedRewardError, match='no learned learning rates'):
-        make_reward_learning(_config(path), (6,), 2)
+        make_reward_learning(_config(path), (4,), 2)
 
 
 def test_init_and_fewshot_need_a_pretrained_reward():
@@ -211,6 +213,15 @@ def test_pretraining_resumes_exactly(tmp_path):
     assert (tmp_path / 'whole' / 'curves.png').read_bytes()[:4] == b'\x89PNG'
 
 
+def test_pretraining_refuses_held_out_targets(tmp_path):
+    # No held-out target may reach the prior, not even to choose the checkpoint.
+    dataset = point_mass_dataset(goals=(0, 1, 2), episodes=2)
+    dataset.split['point_mass/goal02'] = 'eval'
+    with pytest.raises(PretrainError, match='held-out target'):
+        pretrain(dataset, tmp_path / 'out', from_mapping(PretrainConfig, PRETRAIN))
+    assert not (tmp_path / 'out' / 'best_model.pt').exists()
+
+
 def test_pretrain_cli(tmp_path, capsys):
     dataset = point_mass_dataset(goals=(0, 1, 2), episodes=2)
     records = [dataset_module.save_task_shard(tmp_path / 'data', task, dataset.split[task_id])
@@ -222,7 +233,7 @@ def test_pretrain_cli(tmp_path, capsys):
             '--config', str(config), '--set', 'steps=6', '--seed', '3', '--no-progress']
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert 'best post-adaptation accuracy on held-out tasks (point_mass/goal02)' in out
+    assert 'best post-adaptation accuracy on validation tasks (point_mass/goal0' in out
     assert f'best checkpoint: {tmp_path / "out" / "best_model.pt"}' in out
     saved = yaml.safe_load((tmp_path / 'out' / 'pretrain_config.yaml').read_text())
     assert (saved['seed'], saved['steps']) == (3, 6)

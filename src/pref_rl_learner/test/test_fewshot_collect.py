@@ -13,6 +13,8 @@ from pref_rl_learner.fewshot.collect import collect, plan_jobs
 from pref_rl_learner.fewshot.collect_config import default_config
 from pref_rl_learner.fewshot.dataset import MANIFEST, load_dataset, read_manifest
 from pref_rl_learner.fewshot.rollout import CollectError
+from pref_rl_robot.tasks import goal_set
+from pref_rl_robot.tasks.reacher_kinematics import arm_points
 
 SMALL = {'tasks_per_env': 2, 'eval_tasks_per_env': 1, 'expert_episodes': 3,
          'cross_episodes': 2, 'random_episodes': 1}
@@ -30,15 +32,16 @@ def test_point_mass_shards_hold_true_rewards_and_are_deterministic(tmp_path: Pat
     assert dataset.ids('train') == ['point_mass/train/goal00', 'point_mass/train/goal01']
     assert dataset.ids('eval') == ['point_mass/eval/goal00']
     for task_id, task in dataset.tasks.items():
-        assert task.observations.shape == (30, 10, 6) and task.actions.shape == (30, 10, 2)
+        # Position and velocity only: the target is hidden from the learner.
+        assert task.observations.shape == (30, 10, 4) and task.actions.shape == (30, 10, 2)
         assert task.rewards.shape == (30, 10) and task.sources.shape == (30,)
         assert sorted(set(task.sources)) == ['cross_goal', 'expert', 'random']
-        # Every observation shows this task's goal; rewards are its true rewards:
+        # Rewards are the task's true rewards for its own target:
         # r_t = -||p_{t+1} - g|| - 0.1 * mean(a_t^2), p_{t+1} read from o_{t+1}.
         goal = np.array(read_manifest(tmp_path / 'a')['tasks'][
             list(dataset.tasks).index(task_id)]['goal'], np.float32)
-        np.testing.assert_allclose(task.observations[..., 4:6], np.broadcast_to(
-            goal, task.observations[..., 4:6].shape), atol=1e-6)
+        split, index = task_id.split('/')[1], int(task_id[-2:])
+        np.testing.assert_allclose(goal, goal_set('point_mass', split)[index], atol=1e-6)
         recomputed = (-np.linalg.norm(task.observations[:, 1:, :2] - goal, axis=-1)
                       - 0.05 * (task.actions[:, :-1] ** 2).sum(-1))
         np.testing.assert_allclose(task.rewards[:, :-1], recomputed, atol=1e-5)
@@ -63,12 +66,15 @@ def test_reacher_rewards_and_segment_stride(tmp_path: Path) -> None:
     collect(config, tmp_path, progress=False)
     record = read_manifest(tmp_path)['tasks'][0]
     task = load_dataset(tmp_path).tasks['reacher/train/goal00']
-    assert task.observations.shape == (3 * 9, 10, 10)  # 50-step episodes, starts 0, 5, .., 40
+    # Joint angles and velocities only; 50-step episodes, segments start at 0, 5, .., 40.
+    assert task.observations.shape == (3 * 9, 10, 6)
     np.testing.assert_array_equal(task.observations[0, 5:], task.observations[1, :5])
-    # r_t = -||tip - goal|| - 0.1 mean(a^2), with tip - goal the last two entries of o_{t+1}.
-    recomputed = (-np.linalg.norm(task.observations[:, 1:, 8:10], axis=-1)
+    # r_t = -||tip - goal|| - 0.1 mean(a^2), the tip from the joint angles of o_{t+1}.
+    tip = arm_points(task.observations[:, 1:])[1]
+    recomputed = (-np.linalg.norm(tip - goal_set('reacher', 'train')[0], axis=-1)
                   - 0.1 * (task.actions[:, :-1] ** 2).mean(-1))
-    np.testing.assert_allclose(task.rewards[:, :-1], recomputed, atol=1e-5)
+    # (Within 1 mm: MuJoCo's joint-limit constraints let the angles overshoot a little.)
+    np.testing.assert_allclose(task.rewards[:, :-1], recomputed, atol=1e-3)
     assert record['success_rate']['expert'] == 1.0  # the noiseless scripted reacher arrives
 
 
@@ -99,6 +105,12 @@ def test_interrupted_collection_resumes_and_finished_one_is_kept(tmp_path: Path)
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(CollectError, match='evaluation task'):
         plan_jobs(default_config('metaworld', envs=('reach-v3', 'door-close-v3')))
+    # An evaluation-only set (held-out variations only) may hold an evaluation env: it
+    # measures a prior there, and pretraining refuses it.
+    jobs = plan_jobs(default_config('metaworld', envs=('door-close-v3',), tasks_per_env=0,
+                                    eval_tasks_per_env=2))
+    assert [job.task_id for job in jobs] == ['door-close-v3/eval/var00',
+                                             'door-close-v3/eval/var01']
     with pytest.raises(CollectError, match='unknown MetaWorld env'):
         plan_jobs(default_config('metaworld', envs=('flying-v3',)))
     with pytest.raises(CollectError, match='16 train goals'):
@@ -117,7 +129,7 @@ def test_bad_settings_are_refused() -> None:
             config.expert_episodes, config.random_episodes, config.epsilon) == (
         25, 10, 25, 15, 2, (0.1,))
     jobs = plan_jobs(config)
-    assert len(jobs) == 10 * (25 + 2)
+    assert len(jobs) == 10 * 25  # training variations only: none held out reaches the prior
     assert not {'button-press-v3', 'door-close-v3', 'drawer-open-v3', 'sweep-into-v3',
                 'window-close-v3'} & {job.env_name for job in jobs}
 
@@ -161,9 +173,9 @@ def test_panda_push_scripted_expert_and_sac_expert_checkpoints(tmp_path: Path) -
     record = read_manifest(tmp_path / 'scripted')['tasks'][0]
     assert record['success_rate']['expert'] == 1.0 and record['success_rate']['random'] == 0.0
     task = load_dataset(tmp_path / 'scripted').tasks['panda_push/train/goal00']
-    assert task.observations.shape == (36, 25, 11)
-    # SAC experts: one goal-conditioned checkpoint, or one per goal in a directory.
-    _save_actor(tmp_path / 'expert.pt', 9, 3)
+    assert task.observations.shape == (36, 25, 9)  # arm and block: the goal is hidden
+    # SAC experts: one checkpoint for every target, or one per target in a directory.
+    _save_actor(tmp_path / 'expert.pt', 6, 3)
     sac = default_config('panda_reach', tasks_per_env=1, eval_tasks_per_env=0,
                          expert_episodes=1, cross_episodes=1, random_episodes=0,
                          episode_steps=25, sac_experts=str(tmp_path / 'expert.pt'))
@@ -172,7 +184,7 @@ def test_panda_push_scripted_expert_and_sac_expert_checkpoints(tmp_path: Path) -
         2, 25, 3)
     experts = tmp_path / 'experts'
     experts.mkdir()
-    _save_actor(experts / 'train_goal00.pt', 9, 3, run_format=True)
+    _save_actor(experts / 'train_goal00.pt', 6, 3, run_format=True)
     per_goal = default_config('panda_reach', tasks_per_env=1, eval_tasks_per_env=0,
                               expert_episodes=1, cross_episodes=1, random_episodes=0,
                               episode_steps=25, sac_experts=str(experts))
@@ -180,15 +192,15 @@ def test_panda_push_scripted_expert_and_sac_expert_checkpoints(tmp_path: Path) -
                                            r'train_goal01\.pt'):
         collect(per_goal, tmp_path / 'per_goal', progress=False)
     for goal in range(1, 16):
-        _save_actor(experts / f'train_goal{goal:02d}.pt', 9, 3)
+        _save_actor(experts / f'train_goal{goal:02d}.pt', 6, 3)
     collect(per_goal, tmp_path / 'per_goal', progress=False, overwrite=True)
     assert read_manifest(tmp_path / 'per_goal')['tasks'][0]['sources'] == {
         'cross_goal': 1, 'expert': 1}
-    _save_actor(tmp_path / 'wrong.pt', 11, 3)
+    _save_actor(tmp_path / 'wrong.pt', 9, 3)
     wrong = default_config('panda_reach', tasks_per_env=1, eval_tasks_per_env=0,
                            expert_episodes=1, episode_steps=25,
                            sac_experts=str(tmp_path / 'wrong.pt'))
-    with pytest.raises(CollectError, match='observations of 11'):
+    with pytest.raises(CollectError, match='observations of 9'):
         collect(wrong, tmp_path / 'wrong', progress=False)
 
 

@@ -80,8 +80,7 @@ def labelled_pairs(angle: float, seed: int, count: int) -> PreferenceBatch:
 
 def toy_dataset(tasks: int = 32) -> MultiTaskDataset:
     data = {f'toy/{i}': toy_task(direction(i / tasks), i) for i in range(tasks)}
-    split = {task: 'eval' if i % 8 == 3 else 'train' for i, task in enumerate(data)}
-    return MultiTaskDataset(data, split)
+    return MultiTaskDataset(data, dict.fromkeys(data, 'train'))
 
 
 @pytest.fixture(scope='module')
@@ -89,6 +88,7 @@ def meta_init(tmp_path_factory):
     """The toy family meta-trained briefly (~400 outer steps, a few seconds)."""
     config = from_mapping(PretrainConfig, {
         'steps': 400, 'support_pairs': 8, 'query_pairs': 16, 'outer_lr': 1e-2,
+        'holdout_tasks': 4,
         'eval_interval': 100, 'log_interval': 50, 'eval_draws': 2,
         'maml': {'inner_lr': 1e-2}, 'reward_model': MODEL})
     out = tmp_path_factory.mktemp('toy')

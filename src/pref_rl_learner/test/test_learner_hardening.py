@@ -154,7 +154,7 @@ FLOOD = textwrap.dedent('''
     refused, length = 0, 1000
 
     def segment(i, ident):
-        obs = rng.uniform(-1, 1, (length + 1, 6)).astype(np.float32)
+        obs = rng.uniform(-1, 1, (length + 1, 4)).astype(np.float32)
         return Segment(segment_id=ident, task='point_mass', observations=obs[:-1],
                        actions=rng.uniform(-1, 1, (length, 2)).astype(np.float32),
                        next_observations=obs[1:], terminated=np.zeros(length, bool),

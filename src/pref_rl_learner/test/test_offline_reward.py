@@ -135,7 +135,7 @@ def test_train_checkpoint_and_determinism(bags, tmp_path):
     assert result.train_accuracy >= result.val_accuracy - 0.1
 
     model = load_reward_model(result.checkpoint)
-    assert model.observation_shape == (6,) and model.action_dim == 2
+    assert model.observation_shape == (4,) and model.action_dim == 2
     assert model.config.hidden_sizes == (32, 32) and model.version == 1
     # The loaded model reproduces the reported validation accuracy on the stored split.
     with PreferenceStore.open(result.store, PreferenceStoreConfig(fsync=False)) as store:

@@ -212,6 +212,8 @@ def test_rejects_bad_configs_and_shapes():
         RewardEnsemble((4,), 2, small(encoder='cnn'))
     with pytest.raises(RewardModelError, match='too small'):
         RewardEnsemble((3, 16, 16), 2, small(encoder='cnn'))
+    with pytest.raises(RewardModelError, match=r'too small.*channels last, HWC'):
+        RewardEnsemble((16, 16, 3), 2, small(encoder='cnn'))  # the order named, not the size
     with pytest.raises(RewardModelError, match='segment observations'):
         RewardEnsemble((4,), 2, small()).segment_returns(torch.randn(5, 4), torch.randn(5, 2))
     config = from_mapping(RewardModelConfig, {'hidden_sizes': [8, 8], 'device': 'cpu'})

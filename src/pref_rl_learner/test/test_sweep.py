@@ -45,8 +45,11 @@ from pref_rl_learner.sweep.slurm import SlurmOptions, allocation_groups, import_
 REPO = Path(__file__).resolve().parents[3]
 BASE = REPO / 'config' / 'pebble_point_mass.yaml'
 TINY = REPO / 'config' / 'sweeps' / 'tiny_point_mass.json'
-HEADLINES = {'point_mass': 3, 'reacher': 2, 'metaworld': 1}
-"""The headline sweeps (bench/fewshot_<family>.py) and their seeds per arm."""
+_FOUR = ('eval:0', 'eval:2', 'eval:5', 'eval:7')
+HEADLINES = {'point_mass': (tuple(f'eval:{i}' for i in range(8)), 2),
+             'reacher': (_FOUR, 2), 'panda_reach': (_FOUR, 2),
+             'metaworld': (('eval:0', 'eval:1'), 1)}
+"""The headline sweeps (bench/fewshot_<family>.py): their held-out targets, seeds per arm."""
 
 
 def _write(tmp_path: Path, sweep: dict, name: str = 'sweep.json') -> Path:
@@ -162,14 +165,25 @@ def test_bad_values_fail_before_anything_runs_naming_the_run(grid, message):
 
 
 @pytest.mark.parametrize('family', HEADLINES)
-def test_headline_sweeps_have_three_arms_on_the_same_seeds(family):
+def test_headline_sweeps_run_every_arm_and_control_on_each_target_and_seed(family):
+    # The hidden-goal protocol: every target gets fewshot, init, pebble, the random-label
+    # control (the same prior and budget) and SAC on the true reward, on the same seeds,
+    # and the three preference arms share one budget and schedule.
     spec = load_sweep(REPO / 'config' / 'sweeps' / f'headline_{family}.json')
     runs = expand_sweep(spec)
     validate_runs(spec, runs)
-    assert [r.name for r in runs] == [f'algorithm={a}-s{s}' for a in ('pebble', 'init', 'fewshot')
-                                      for s in range(HEADLINES[family])]
-    arms = {r.overrides['algorithm']: r.overrides['pretrained_reward'] for r in runs}
-    assert arms['pebble'] == '' and arms['init'] == arms['fewshot'] != ''
+    targets, seeds = HEADLINES[family]
+    arms = [('fewshot', 'oracle'), ('init', 'oracle'), ('pebble', 'oracle'),
+            ('fewshot', 'random'), ('sac', 'oracle')]
+    assert [(r.overrides['goal'], r.overrides['algorithm'], r.overrides['teacher_preset'],
+             r.overrides['seed']) for r in runs] == [
+        (t, a, teacher, s) for t in targets for a, teacher in arms for s in range(seeds)]
+    assert all(t.startswith('eval:') for t in targets)  # held-out targets only
+    prior = {r.overrides['pretrained_reward'] for r in runs
+             if r.overrides['algorithm'] in ('init', 'fewshot')}
+    assert len(prior) == 1 and '' not in prior
+    assert {r.overrides['pretrained_reward'] for r in runs
+            if r.overrides['algorithm'] in ('pebble', 'sac')} == {''}
 
 
 # ----------------------------------------------------------------------------- placement

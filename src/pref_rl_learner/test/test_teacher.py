@@ -294,7 +294,10 @@ def test_skip_overrides_equal_and_mistakes_never_touch_equal_or_skip():
 
 
 def test_every_preset_is_constructible_and_matches_b_pref():
-    assert set(TEACHER_PRESETS) == {'oracle', 'mistake', 'noisy', 'skip', 'myopic', 'equal'}
+    # B-Pref's six, and the coin-flip control.
+    assert set(TEACHER_PRESETS) == {'oracle', 'mistake', 'noisy', 'skip', 'myopic', 'equal',
+                                    'random'}
+    assert TEACHER_PRESETS['random'] == TeacherConfig(beta=0.0)
     assert TEACHER_PRESETS['oracle'] == TeacherConfig(math.inf, 1.0, 0.0, 0.0, 0.0)
     assert TEACHER_PRESETS['mistake'].eps_mistake == 0.1
     assert TEACHER_PRESETS['noisy'].beta == 1.0
@@ -346,3 +349,10 @@ def test_state_dict_round_trips_through_a_checkpoint(tmp_path):
     with pytest.raises(TeacherError, match='generator'):
         ScriptedTeacher(config, np.random.Generator(np.random.MT19937(0))).load_state_dict(
             teacher.state_dict())
+
+
+def test_random_preset_is_the_coin_flip_control():
+    # teacher_preset: random answers at random whatever the returns (the control arm).
+    labels = ScriptedTeacher(TEACHER_PRESETS['random'], np.random.default_rng(4)).label(
+        constant_pairs(0.0, 10.0, 4000))
+    assert_binomial(int(np.sum(labels == RIGHT)), 4000, 0.5)

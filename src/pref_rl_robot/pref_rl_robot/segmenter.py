@@ -15,14 +15,18 @@ class Segmenter:
 
     A segment closes after ``length`` transitions or at the end of an episode (so segments
     never span episodes; the last one of an episode may be shorter). Frames, when given, are
-    kept every ``frame_stride`` steps, starting with the segment's first step.
+    kept every ``frame_stride`` steps, starting with the segment's first step. With
+    ``knows_reward=False`` (a real arm whose target is in the person's head) the segments carry
+    no true rewards and no success flags, whatever the env returned.
     """
 
-    def __init__(self, task: str, source_id: str, length: int, frame_stride: int = 0) -> None:
+    def __init__(self, task: str, source_id: str, length: int, frame_stride: int = 0,
+                 knows_reward: bool = True) -> None:
         if length < 1:
             raise ValueError(f'segment length must be >= 1, got {length}')
         self.task, self.source_id = task, source_id
         self.length, self.frame_stride = length, frame_stride
+        self.knows_reward = knows_reward
         self.episode = 0
         self._step_in_episode = 0
         self._clear()
@@ -56,9 +60,9 @@ class Segmenter:
             episode=self.episode, start_step=self._start, policy_version=policy_version,
             observations=np.stack(rows['observations']), actions=np.stack(rows['actions']),
             next_observations=np.stack(rows['next_observations']),
-            rewards=np.asarray(rows['rewards'], np.float32),
+            rewards=np.asarray(rows['rewards'], np.float32) if self.knows_reward else None,
             terminated=np.asarray(rows['terminated']), truncated=np.asarray(rows['truncated']),
-            success=np.asarray(rows['success']),
+            success=np.asarray(rows['success']) if self.knows_reward else None,
             frames=np.stack(rows['frames']) if rows['frames'] else None,
             frame_stride=self.frame_stride if rows['frames'] else 0,
             stamp_ns=time.time_ns())

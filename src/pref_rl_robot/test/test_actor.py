@@ -40,7 +40,7 @@ def point_mass_actor(**overrides) -> Actor:
     return Actor.from_config(ActorConfig(**{'connect_grace_s': 0.0, **overrides}))
 
 
-def sac_weights(version=1, obs_dim=6, act_dim=2, seed=0):
+def sac_weights(version=1, obs_dim=4, act_dim=2, seed=0):
     agent = SAC(obs_dim, act_dim, SACConfig(hidden_sizes=(32, 32), device='cpu'), seed=seed)
     architecture, tensors = agent.actor_state()
     return PolicyWeights(version=version, tensors=tensors, architecture=architecture)
@@ -162,7 +162,7 @@ def missing_tensor(weights):
 @pytest.mark.parametrize('make_bad, reason', [
     (bad_shape, "'layers.0.weight': shape"),
     (missing_tensor, "missing ['layers.0.bias']"),
-    (lambda w: sac_weights(version=2, obs_dim=4), 'this env has (6, 2)'),
+    (lambda w: sac_weights(version=2, obs_dim=6), 'this env has (4, 2)'),
     (lambda w: PolicyWeights(2, w.tensors, '{"type": "transformer"}'), 'architecture'),
     (lambda w: sac_weights(version=1, seed=5), 'not newer than the acting version 1'),
 ])
@@ -315,7 +315,7 @@ def test_unregistered_task_needs_a_segment_length():
 
 
 def test_config_is_validated():
-    for bad in ({'backend': 'gazebo'}, {'goals': 'test'}, {'max_steps_ahead': -1},
+    for bad in ({'backend': 'gazebo'}, {'goal': ''}, {'goal': 'person'}, {'max_steps_ahead': -1},
                 {'frame_size': 4}, {'frame_cache_segments': 0}):
         with pytest.raises(ConfigError):
             ActorConfig(**bad)
@@ -327,7 +327,7 @@ def test_polymetis_backend_is_made_by_the_panda_module(monkeypatch):
     panda.make_panda_task = lambda name, **kwargs: made.update(name=name, **kwargs) or 'env'
     monkeypatch.setitem(sys.modules, 'pref_rl_robot.tasks.panda_tasks', panda)
     assert make_backend('polymetis', 'panda_reach', seed=2) == 'env'
-    assert made == {'name': 'panda_reach', 'backend': 'polymetis', 'goals': 'train',
+    assert made == {'name': 'panda_reach', 'backend': 'polymetis', 'goal': 'eval:0',
                     'seed': 2, 'render_size': 64}
     with pytest.raises(ConfigError, match='unknown backend'):
         make_backend('gazebo', 'point_mass')
@@ -337,7 +337,7 @@ def test_simulated_panda_estop_hold_and_watchdog_through_its_safety_envelope():
     pytest.importorskip('pybullet')
     actor = Actor.from_config(ActorConfig(task='panda_reach', frame_stride=25, frame_size=16))
     segments = actor.run(max_segments=2)
-    assert [s.length for s in segments] == [25, 25] and segments[0].observations.shape[1] == 9
+    assert [s.length for s in segments] == [25, 25] and segments[0].observations.shape[1] == 6
     assert actor.frames(segments[1].segment_id).frames.shape == (1, 16, 16, 3)
     safety = actor.env.unwrapped.safety
     actor.idle(1.0)  # a stall: no command for longer than the watchdog period

@@ -49,14 +49,14 @@ def test_missing_polymetis_is_a_typed_error_saying_how_to_install(monkeypatch) -
 def test_reset_homes_the_arm_and_closes_the_gripper(world: FakeWorld) -> None:
     env = _make(world)
     try:
-        obs, info = env.reset(options={'goal_index': 2})
+        obs, info = env.reset()
         robot, gripper = world.robots[0], world.grippers[0]
         assert (robot.ip_address, robot.port, gripper.port) == ('localhost', 50051, 50052)
         names = [name for name, _ in robot.calls]
         assert names.index('go_home') < names.index('start_cartesian_impedance')
         assert gripper.calls[-1][0] == 'goto' and gripper.width == 0.0
         assert np.abs(obs[:3] - PANDA_REACH.start_position).max() < 0.03 + 0.01
-        np.testing.assert_allclose(obs[6:9], env.unwrapped.goal)
+        assert obs.shape == (6,)  # the arm only: the goal is hidden
         # The ramp to the start stayed within the step limit.
         ramp = [np.asarray(args[0]) for args in robot.calls_to('update_desired_ee_pose')]
         steps = np.linalg.norm(np.diff([fake_polymetis.HOME_EE_POSITION, *ramp], axis=0),
@@ -69,11 +69,11 @@ def test_reset_homes_the_arm_and_closes_the_gripper(world: FakeWorld) -> None:
 
 
 def test_proportional_controller_reaches_a_goal_through_polymetis(world: FakeWorld) -> None:
-    env = _make(world, goals='eval')
+    env = _make(world, goal='eval:3')
     try:
-        obs, _ = env.reset(options={'goal_index': 3})
+        obs, _ = env.reset()
         for _ in range(30):
-            obs, _, _, _, info = env.step(_toward(obs, obs[6:9]))
+            obs, _, _, _, info = env.step(_toward(obs, env.unwrapped.goal))
         assert info['success'] and info['distance'] < 0.01
         assert not info['ik_failure'] and env.unwrapped.safety.interventions == 0
         assert np.abs(obs[3:6]).max() < 0.05  # settled: the velocity estimate is near zero
@@ -85,7 +85,7 @@ def test_ik_failure_is_detected_counted_and_the_arm_holds() -> None:
     with fake_polymetis.installed(clock=SimulatedClock(), reach_m=0.55) as world:
         env = _make(world)
         try:
-            obs, _ = env.reset(options={'goal_index': 0})
+            obs, _ = env.reset()
             robot = world.robots[0]
             failures = []
             for _ in range(20):  # out towards the far corner, beyond the reachable sphere
@@ -106,7 +106,7 @@ def test_ik_failure_is_detected_counted_and_the_arm_holds() -> None:
 def test_a_shoved_arm_is_held_instead_of_driven(world: FakeWorld) -> None:
     env = _make(world)
     try:
-        obs, _ = env.reset(options={'goal_index': 0})
+        obs, _ = env.reset()
         env.step(np.array([1.0, 0.0, 0.0]))
         robot = world.robots[0]
         robot.shove([0.0, 0.1, 0.0])
@@ -125,7 +125,7 @@ def test_idle_past_the_watchdog_period_holds_mid_motion() -> None:
     with fake_polymetis.installed(clock=SimulatedClock(), time_constant_s=1.0) as world:
         env = _make(world, name='panda_reach')
         try:
-            env.reset(options={'goal_index': 0})
+            env.reset()
             robot = world.robots[0]
             env.step(np.array([1.0, 0.0, 0.0]))
             target = robot.desired_position
@@ -144,7 +144,7 @@ def test_idle_past_the_watchdog_period_holds_mid_motion() -> None:
 def test_watchdog_thread_holds_when_nobody_calls(world: FakeWorld) -> None:
     env = _make(world)
     try:
-        env.reset(options={'goal_index': 0})
+        env.reset()
         env.step(np.zeros(3))
         robot = world.robots[0]
         updates = len(robot.calls_to('update_desired_ee_pose'))
@@ -163,7 +163,7 @@ def test_watchdog_thread_holds_when_nobody_calls(world: FakeWorld) -> None:
 def test_estop_refuses_steps_and_resets(world: FakeWorld) -> None:
     env = _make(world)
     try:
-        env.reset(options={'goal_index': 0})
+        env.reset()
         robot = world.robots[0]
         env.unwrapped.safety.engage_estop('operator')
         calls = len(robot.calls)
@@ -190,10 +190,10 @@ def test_push_needs_a_tracker_and_reads_the_block_from_it(world: FakeWorld) -> N
     position = [0.52, 0.01]
     env = _make(world, name='panda_push', tracker=lambda: position)
     try:
-        obs, info = env.reset(options={'goal_index': 0})
+        obs, info = env.reset()
         np.testing.assert_allclose(obs[6:9], [0.52, 0.01, 0.025], atol=1e-6)
-        np.testing.assert_allclose(obs[9:11], env.unwrapped.goal)
-        assert info['distance'] == pytest.approx(np.linalg.norm(obs[6:8] - obs[9:11]))
+        assert obs.shape == (9,)  # arm and block: the goal is hidden
+        assert info['distance'] == pytest.approx(np.linalg.norm(obs[6:8] - env.unwrapped.goal))
         position[:] = [0.62, 0.0]  # someone moved the block onto goal 0
         _, _, _, _, info = env.step(np.zeros(3))
         assert info['success']
@@ -207,7 +207,7 @@ def test_push_needs_a_tracker_and_reads_the_block_from_it(world: FakeWorld) -> N
 def test_frames_come_from_the_camera_or_a_schematic(world: FakeWorld) -> None:
     env = _make(world)
     try:
-        env.reset(options={'goal_index': 0})
+        env.reset()
         frame = env.render()
         assert frame.shape == (24, 24, 3) and frame.dtype == np.uint8 and frame.std() > 5
         red = (frame[..., 0] > 200) & (frame[..., 1] < 100)
@@ -247,3 +247,28 @@ def test_configuration_errors_are_typed(world: FakeWorld) -> None:
         assert world.grippers == []
     finally:
         env.close()
+
+
+def test_a_persons_target_reaches_nobody_and_segments_carry_no_true_reward(world) -> None:
+    # The real session: the target is in the labeller's head (goal 'person'). The arm still
+    # moves and its segments reach the learner, without true rewards or success flags.
+    from pref_rl_robot.actor.actor import Actor, ActorConfig
+
+    env = _make(world, goal='person')
+    actor = Actor(env, ActorConfig(task='panda_reach', backend='polymetis', goal='person',
+                                   seed=0))
+    try:
+        segments = actor.run(max_segments=2)
+        assert [s.length for s in segments] == [25, 25]
+        assert all(s.rewards is None and s.success is None for s in segments)
+        assert all(s.observations.shape == (25, 6) for s in segments)
+    finally:
+        env.close()
+    # A simulated target is scored as usual.
+    scored = _make(world, goal='eval:1')
+    actor = Actor(scored, ActorConfig(task='panda_reach', backend='polymetis', goal='eval:1'))
+    try:
+        segment = actor.run(max_segments=1)[0]
+        assert segment.rewards is not None and np.isfinite(segment.rewards).all()
+    finally:
+        scored.close()

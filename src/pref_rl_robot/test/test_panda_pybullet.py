@@ -29,27 +29,28 @@ def _toward(obs: np.ndarray, target: np.ndarray, gain: float = 25.0) -> np.ndarr
 
 @pytest.mark.parametrize('goals, indices', [('train', (0, 7, 15)), ('eval', (0, 5))])
 def test_proportional_controller_reaches_reach_goals(goals: str, indices: tuple[int]) -> None:
-    env = make_task('panda_reach', goals=goals, seed=1)
-    try:
-        for i in indices:
-            obs, info = env.reset(options={'goal_index': i})
-            np.testing.assert_allclose(obs[6:9], env.unwrapped.goal)
+    for i in indices:
+        env = make_task('panda_reach', goal=f'{goals}:{i}', seed=1)
+        try:
+            obs, info = env.reset()
+            goal = env.unwrapped.goal
+            assert obs.shape == (6,)  # the end effector only: the goal is hidden
             assert not info['success'] and info['distance'] > 0.15
             rewards = []
             for _ in range(40):
-                obs, reward, _, _, info = env.step(_toward(obs, obs[6:9]))
+                obs, reward, _, _, info = env.step(_toward(obs, goal))
                 rewards.append(reward)
             assert info['success'], f'goal {i}: {info["distance"]:.3f} m away'
             assert info['distance'] < 0.01 and rewards[-1] > rewards[0]
             assert env.unwrapped.safety.interventions == 0
-    finally:
-        env.close()
+        finally:
+            env.close()
 
 
 def test_pushing_moves_the_block_to_the_goal() -> None:
-    env = make_task('panda_push', seed=0)
+    env = make_task('panda_push', goal='train:0', seed=0)
     try:
-        obs, info = env.reset(options={'goal_index': 0})  # goal 12 cm in +x of the block
+        obs, info = env.reset()  # goal 12 cm in +x of the block
         goal = env.unwrapped.goal
         block_start = obs[6:9].copy()
         assert not info['success'] and abs(block_start[2] - 0.025) < 0.003
@@ -73,7 +74,7 @@ def test_pushing_moves_the_block_to_the_goal() -> None:
 
 
 def test_targets_stay_in_the_task_box(reach: PandaEnv) -> None:
-    obs, _ = reach.reset(options={'goal_index': 0})
+    obs, _ = reach.reset()
     for _ in range(25):
         obs, _, _, _, info = reach.step(np.array([0.0, 0.0, -1.0]))
     floor = PANDA_REACH.workspace_low[2]
@@ -85,7 +86,7 @@ def test_targets_stay_in_the_task_box(reach: PandaEnv) -> None:
 
 
 def test_malformed_actions_are_refused_counted_and_hold(reach: PandaEnv) -> None:
-    reach.reset(options={'goal_index': 0})
+    reach.reset()
     safety = reach.unwrapped.safety
     for action in ([np.nan, 0, 0], [0, np.inf, 0], [0.0, 0.0], 'down'):
         with pytest.raises(InvalidActionError) as caught:
@@ -100,7 +101,7 @@ def test_malformed_actions_are_refused_counted_and_hold(reach: PandaEnv) -> None
 
 
 def test_estop_refuses_steps_and_the_arm_stays_put(reach: PandaEnv) -> None:
-    obs, _ = reach.reset(options={'goal_index': 0})
+    obs, _ = reach.reset()
     for _ in range(3):
         obs, *_ = reach.step(np.array([1.0, 1.0, -1.0]))  # moving fast
     safety = reach.unwrapped.safety
@@ -121,7 +122,7 @@ def test_estop_refuses_steps_and_the_arm_stays_put(reach: PandaEnv) -> None:
 
 
 def test_a_stalled_command_stream_makes_the_arm_hold(reach: PandaEnv) -> None:
-    obs, _ = reach.reset(options={'goal_index': 0})
+    obs, _ = reach.reset()
     for _ in range(3):
         obs, *_ = reach.step(np.array([1.0, -1.0, -1.0]))
     safety = reach.unwrapped.safety
@@ -152,10 +153,10 @@ def test_the_backend_cannot_be_driven_around_the_envelope(reach: PandaEnv) -> No
 
 def test_envs_coexist_with_their_own_physics_and_frames() -> None:
     left = make_panda_task('panda_reach', seed=0, render_size=32)
-    right = make_panda_task('panda_reach', seed=0, render_size=32)
+    right = make_panda_task('panda_reach', goal='train:15', seed=0, render_size=32)
     try:
-        a, _ = left.reset(options={'goal_index': 0})
-        b, _ = right.reset(options={'goal_index': 15})
+        a, _ = left.reset()
+        b, _ = right.reset()
         np.testing.assert_allclose(a[:3], b[:3])  # same seed: same start
         for _ in range(5):
             a, *_ = left.step(np.array([1.0, 0.0, 0.0]))

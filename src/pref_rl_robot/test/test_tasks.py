@@ -15,11 +15,13 @@ import pytest
 
 from pref_rl_learner.errors import PrefRLError
 from pref_rl_robot.tasks import (
+    PERSON_GOAL,
     EpisodeStateError,
     InvalidActionError,
     TaskArgumentError,
     TaskSpec,
     UnknownTaskError,
+    goal_set,
     make_task,
     metaworld_tasks,
     point_mass,
@@ -54,6 +56,7 @@ def _conformance_maker(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str,
 
 @pytest.mark.parametrize('name', (*CONFORMANCE_TASKS, FAKE_POLYMETIS_REACH))
 def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_arm = name == FAKE_POLYMETIS_REACH
     name, make = _conformance_maker(name, monkeypatch)
     spec = task_spec(name)
     assert isinstance(spec, TaskSpec) and spec.name == name
@@ -74,8 +77,11 @@ def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatc
         assert np.isfinite(obs).all() and env.observation_space.contains(obs)
         assert isinstance(info['success'], bool)
         unwrapped = env.unwrapped
-        assert len(unwrapped.goal_set) == spec.num_train_goals
-        assert any(np.array_equal(unwrapped.goal, g) for g in unwrapped.goal_set)
+        train_goals = goal_set(name, 'train')
+        assert len(train_goals) == spec.num_train_goals and not train_goals.flags.writeable
+        # The default target is the first held-out target.
+        assert unwrapped.target.name == 'eval:0'
+        np.testing.assert_array_equal(unwrapped.goal, goal_set(name, 'eval')[0])
 
         # A whole episode of random actions: truncated exactly at episode_length.
         for t in range(1, spec.episode_length + 1):
@@ -93,15 +99,12 @@ def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatc
         assert frame.dtype == np.uint8 and frame.shape == (RENDER_SIZE, RENDER_SIZE, 3)
         assert frame.std() > 5  # a picture, not a blank
 
-        # goal_index picks a goal deterministically; bad options are typed errors.
-        last = spec.num_train_goals - 1
-        env.reset(options={'goal_index': last})
-        np.testing.assert_array_equal(unwrapped.goal, unwrapped.goal_set[last])
-        for options in ({'goal_index': spec.num_train_goals}, {'goal_index': -1},
-                        {'goal_index': 1.0}, {'goal_idx': 0}):
-            with pytest.raises(TaskArgumentError):
+        # The target is fixed when the env is made: a reset option is a typed error.
+        for options in ({'goal_index': 0}, {'goal': 'train:1'}):
+            with pytest.raises(TaskArgumentError, match='fixed when it is made'):
                 env.reset(options=options)
         env.reset()
+        np.testing.assert_array_equal(unwrapped.goal, goal_set(name, 'eval')[0])
         for action in (np.full(spec.action_dim, np.nan), np.zeros(spec.action_dim + 1),
                        np.array([np.inf] + [0.0] * (spec.action_dim - 1)), 'left'):
             with pytest.raises(InvalidActionError):
@@ -109,37 +112,110 @@ def test_task_conforms_to_the_contract(name: str, monkeypatch: pytest.MonkeyPatc
     finally:
         env.close()
 
-    # Held-out goals: their own set, disjoint from the training goals.
-    eval_env = make(name, goals='eval', seed=3, render_size=RENDER_SIZE)
+    # Held-out targets: their own set, disjoint from the training targets.
+    eval_goals = goal_set(name, 'eval')
+    assert len(eval_goals) == spec.num_eval_goals
+    assert not _rows(eval_goals) & _rows(train_goals)
+    last = spec.num_eval_goals - 1
+    eval_env = make(name, goal=f'eval:{last}', seed=3, render_size=RENDER_SIZE)
     try:
-        eval_goals = eval_env.unwrapped.goal_set
-        assert len(eval_goals) == spec.num_eval_goals
-        assert not _rows(eval_goals) & _rows(unwrapped.goal_set)
-        for i in (0, spec.num_eval_goals - 1):
-            obs, _ = eval_env.reset(options={'goal_index': i})
-            np.testing.assert_array_equal(eval_env.unwrapped.goal, eval_goals[i])
-            assert np.isfinite(obs).all()
+        assert eval_env.unwrapped.target.name == f'eval:{last}'
+        np.testing.assert_array_equal(eval_env.unwrapped.goal, eval_goals[last])
+        obs, _ = eval_env.reset()
+        assert np.isfinite(obs).all()
     finally:
         eval_env.close()
+    # Bad targets are typed errors naming the problem.
+    for goal, message in ((f'eval:{spec.num_eval_goals}', 'out of range'),
+                          ('test:0', "'train:<i>'"), ('eval:-1', "'train:<i>'"),
+                          ([math.nan] * max(spec.goal_dim, 1), 'finite'),
+                          ('left', "'train:<i>'"),
+                          *(() if real_arm else ((PERSON_GOAL, 'real arm'),))):
+        with pytest.raises(TaskArgumentError, match=message):
+            make(name, goal=goal, seed=3, render_size=RENDER_SIZE)
+    if real_arm:
+        # The person's own target: known to nobody, so no true reward and no success.
+        env = make(name, goal=PERSON_GOAL, seed=3, render_size=RENDER_SIZE)
+        try:
+            assert env.unwrapped.target is None
+            obs, info = env.reset()
+            assert obs.shape == spec.observation_shape and info['success'] is False
+            _, reward, _, _, info = env.step(np.zeros(spec.action_dim))
+            assert math.isnan(reward) and info['success'] is False
+        finally:
+            env.close()
+
+
+def _fixed_trajectory(name: str, goal: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(observations, true rewards, rendered first frame) of one seeded start and one fixed
+    action sequence, with target ``goal``."""
+    env = make_task(name, goal=goal, seed=5, render_size=RENDER_SIZE)
+    try:
+        actions = np.random.default_rng(0).uniform(-1, 1, (40, task_spec(name).action_dim))
+        observations, rewards = [env.reset(seed=5)[0]], []
+        frame = env.render()
+        for action in actions:
+            obs, reward, _, _, _ = env.step(action)
+            observations.append(obs)
+            rewards.append(reward)
+        return np.stack(observations), np.array(rewards), frame
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize('name', ('point_mass', 'reacher', 'panda_reach', 'panda_push'))
+def test_observation_carries_no_goal(name: str) -> None:
+    # Moving the target leaves every observation of a fixed trajectory unchanged, while the
+    # true reward (and the frame a person judges) changes: the goal is what preferences teach.
+    spec = task_spec(name)
+    obs_a, rewards_a, frame_a = _fixed_trajectory(name, 'train:0')
+    obs_b, rewards_b, frame_b = _fixed_trajectory(name, f'eval:{spec.num_eval_goals - 1}')
+    np.testing.assert_array_equal(obs_a, obs_b)
+    assert np.abs(rewards_a - rewards_b).max() > 0.01
+    assert not np.array_equal(frame_a, frame_b)
+    # Explicit coordinates work the same way (the real arm's targets).
+    custom = goal_set(name, 'train')[1].tolist()
+    obs_c, rewards_c, _ = _fixed_trajectory(name, ','.join(map(str, custom)))
+    np.testing.assert_array_equal(obs_a, obs_c)
+    np.testing.assert_allclose(rewards_c, _fixed_trajectory(name, 'train:1')[1], atol=1e-6)
+
+
+def test_metaworld_observation_hides_the_goal() -> None:
+    # MetaWorld's variations move objects as well as the goal, so the observations differ;
+    # the goal entries are the benchmark's partial observability: always zero.
+    env = make_task('door-close-v3', goal='eval:0', seed=0, render_size=RENDER_SIZE)
+    other = make_task('door-close-v3', goal='eval:1', seed=0, render_size=RENDER_SIZE)
+    try:
+        for task in (env, other):
+            obs, _ = task.reset()
+            for _ in range(5):
+                assert not obs[-3:].any()
+                obs = task.step(task.action_space.sample())[0]
+            # The hidden goal is still there for the scripted experts of data collection.
+            assert np.abs(task.unwrapped.expert_observation(obs)[-3:]).sum() > 0
+        assert not np.allclose(env.unwrapped.goal, other.unwrapped.goal)
+        with pytest.raises(TaskArgumentError, match='train:i'):
+            make_task('door-close-v3', goal=(0.1, 0.2, 0.3))
+    finally:
+        env.close()
+        other.close()
 
 
 @pytest.mark.parametrize('name', CONFORMANCE_TASKS)
 def test_same_seed_same_episodes(name: str) -> None:
-    def rollout(seed: int) -> tuple[np.ndarray, list[int]]:
+    def rollout(seed: int) -> np.ndarray:
         env = make_task(name, seed=seed, render_size=RENDER_SIZE)
-        observations, goals = [], []
+        observations = []
         for _ in range(3):
             observations.append(env.reset()[0])
-            goals.append(env.unwrapped.goal_index)
             for _ in range(5):
                 observations.append(env.step(env.action_space.sample())[0])
         env.close()
-        return np.stack(observations), goals
+        return np.stack(observations)
 
-    (obs_a, goals_a), (obs_b, goals_b) = rollout(11), rollout(11)
+    obs_a, obs_b = rollout(11), rollout(11)
     np.testing.assert_array_equal(obs_a, obs_b)
-    assert goals_a == goals_b
-    obs_c, _ = rollout(12)
+    obs_c = rollout(12)
     assert not np.array_equal(obs_a, obs_c)
     # reset(seed=...) reseeds the same way as make_task(seed=...).
     env = make_task(name, seed=99, render_size=RENDER_SIZE)
@@ -157,12 +233,13 @@ def test_gymnasium_env_checker_passes() -> None:
         check_env(make_task(name, seed=0, render_size=RENDER_SIZE), skip_render_check=False)
 
 
-def _drive_point_mass(env: gymnasium.Env, goal_index: int) -> tuple[list[bool], list[float]]:
-    obs, _ = env.reset(options={'goal_index': goal_index})
+def _drive_point_mass(env: gymnasium.Env) -> tuple[list[bool], list[float]]:
+    obs, _ = env.reset()
+    goal = env.unwrapped.goal
     successes, rewards = [], []
     for _ in range(point_mass.EPISODE_LENGTH):
-        position, velocity, goal = obs[:2], obs[2:4], obs[4:]
-        # Proportional-derivative controller towards the goal seen in the observation.
+        position, velocity = obs[:2], obs[2:4]
+        # Proportional-derivative controller towards the (privileged) target.
         action = np.clip(4.0 * (goal - position) - 0.5 * velocity, -1, 1)
         obs, reward, _, _, info = env.step(action)
         successes.append(info['success'])
@@ -170,26 +247,26 @@ def _drive_point_mass(env: gymnasium.Env, goal_index: int) -> tuple[list[bool], 
     return successes, rewards
 
 
-@pytest.mark.parametrize('goals', ['train', 'eval'])
-def test_point_mass_controller_reaches_every_goal(goals: str) -> None:
-    env = make_task('point_mass', goals=goals, seed=0)
-    for i in range(len(env.unwrapped.goal_set)):
-        successes, rewards = _drive_point_mass(env, i)
+@pytest.mark.parametrize('split', ['train', 'eval'])
+def test_point_mass_controller_reaches_every_goal(split: str) -> None:
+    for i in range(len(goal_set('point_mass', split))):
+        successes, rewards = _drive_point_mass(make_task('point_mass', goal=f'{split}:{i}',
+                                                         seed=0))
         assert not successes[0] and successes[-1], f'goal {i}'
         assert rewards[-1] > rewards[0] and rewards[-1] > -0.05
 
 
 def test_point_mass_doing_nothing_is_worse_than_reaching() -> None:
     env = make_task('point_mass', seed=0)
-    env.reset(options={'goal_index': 0})
+    env.reset()
     idle = [env.step(np.zeros(2))[1] for _ in range(point_mass.EPISODE_LENGTH)]
-    _, reaching = _drive_point_mass(env, 0)
+    _, reaching = _drive_point_mass(env)
     assert sum(reaching) > sum(idle) + 10
 
 
 def test_point_mass_goal_layout() -> None:
-    train = make_task('point_mass').unwrapped.goal_set
-    held_out = make_task('point_mass', goals='eval').unwrapped.goal_set
+    train = goal_set('point_mass', 'train')
+    held_out = goal_set('point_mass', 'eval')
     assert train.shape == (16, 2) and held_out.shape == (8, 2)
     # Training goals lie on the square of half-side 0.8; all goals are inside the walls.
     np.testing.assert_allclose(np.abs(train).max(axis=1), 0.8, atol=1e-6)
@@ -198,8 +275,8 @@ def test_point_mass_goal_layout() -> None:
 
 
 def test_point_mass_renders_the_mass_and_the_goal() -> None:
-    env = make_task('point_mass', seed=0, render_size=32)
-    env.reset(options={'goal_index': 1})  # goal at (0.8, 0.8): top right
+    env = make_task('point_mass', goal='train:1', seed=0, render_size=32)
+    env.reset()  # goal at (0.8, 0.8): top right
     frame = env.render()
     green = (frame[..., 1] > 150) & (frame[..., 0] < 100)
     red = (frame[..., 0] > 150) & (frame[..., 1] < 100)
@@ -231,25 +308,25 @@ def _reacher_joint_targets(goal: np.ndarray) -> np.ndarray:
     return np.array([shoulder, elbow])
 
 
-@pytest.mark.parametrize('goals', ['train', 'eval'])
-def test_reacher_controller_reaches_every_goal(goals: str) -> None:
-    env = make_task('reacher', goals=goals, seed=0)
-    for i in range(len(env.unwrapped.goal_set)):
-        obs, _ = env.reset(options={'goal_index': i})
+@pytest.mark.parametrize('split', ['train', 'eval'])
+def test_reacher_controller_reaches_every_goal(split: str) -> None:
+    for i in range(len(goal_set('reacher', split))):
+        env = make_task('reacher', goal=f'{split}:{i}', seed=0)
+        assert not env.reset()[1]['success']
+        obs, _ = env.reset()
         target = _reacher_joint_targets(env.unwrapped.goal)
-        assert not env.reset(options={'goal_index': i})[1]['success']
         for _ in range(reacher.EPISODE_LENGTH):
             angles = np.arctan2(obs[2:4], obs[0:2])
             error = target - angles
             error[0] = (error[0] + math.pi) % (2 * math.pi) - math.pi  # the shoulder turns freely
-            obs, reward, _, _, info = env.step(np.clip(error - 0.1 * obs[6:8], -1, 1))
+            obs, reward, _, _, info = env.step(np.clip(error - 0.1 * obs[4:6], -1, 1))
         assert info['success'], f'goal {i}: {info["distance"]:.3f} m away'
         assert reward > -0.05
 
 
 def test_reacher_goal_layout() -> None:
-    train = make_task('reacher').unwrapped.goal_set
-    held_out = make_task('reacher', goals='eval').unwrapped.goal_set
+    train = goal_set('reacher', 'train')
+    held_out = goal_set('reacher', 'eval')
     assert train.shape == (12, 2) and held_out.shape == (8, 2)
     radii = np.sort(np.unique(np.round(np.hypot(*train.T), 3)))
     np.testing.assert_allclose(radii, [0.066, 0.132, 0.2], atol=1e-3)
@@ -261,31 +338,24 @@ def test_reacher_goal_layout() -> None:
 def test_metaworld_scripted_policy_succeeds_on_held_out_variations() -> None:
     from metaworld.policies.sawyer_button_press_v3_policy import SawyerButtonPressV3Policy
 
-    env = make_task('button-press-v3', goals='eval', seed=0)
     policy = SawyerButtonPressV3Policy()
     for i in (0, 1):
-        obs, _ = env.reset(options={'goal_index': i})
+        env = make_task('button-press-v3', goal=f'eval:{i}', seed=0)
+        obs, _ = env.reset()
         successes = []
         for _ in range(150):
-            obs, reward, _, _, info = env.step(np.clip(policy.get_action(obs), -1, 1))
+            # The scripted expert reads the goal the learner never sees.
+            action = policy.get_action(env.unwrapped.expert_observation(obs))
+            obs, reward, _, _, info = env.step(np.clip(action, -1, 1))
             successes.append(info['success'])
         assert not successes[0] and successes[-1], f'variation {i}'
-    env.close()
+        env.close()
 
 
-def test_metaworld_goal_is_observed_and_task_names_exist() -> None:
+def test_metaworld_task_names_exist() -> None:
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
     assert set(metaworld_tasks.METAWORLD_TASKS) <= set(ALL_V3_ENVIRONMENTS)
-    env = make_task('door-close-v3', seed=0)
-    goal_positions = []
-    for i in (0, 1):
-        obs, _ = env.reset(options={'goal_index': i})
-        goal_positions.append(obs[-3:])
-    # The goal position is part of the observation and differs between variations.
-    assert np.abs(goal_positions[0]).sum() > 0
-    assert not np.allclose(goal_positions[0], goal_positions[1])
-    env.close()
 
 
 def test_registry_lists_and_describes_every_task() -> None:
@@ -306,7 +376,8 @@ def test_bad_arguments_raise_typed_errors() -> None:
         make_task('pointmass')
     with pytest.raises(UnknownTaskError):
         task_spec('button-press-v2')
-    for kwargs in ({'goals': 'test'}, {'render_size': 0}, {'render_size': 64.0},
+    for kwargs in ({'goal': 'test:1'}, {'goal': (0.1,)}, {'goal': [[0.1, 0.2]]},
+                   {'render_size': 0}, {'render_size': 64.0},
                    {'seed': -1}, {'seed': 1.5}):
         with pytest.raises(TaskArgumentError):
             make_task('point_mass', **kwargs)

@@ -68,6 +68,15 @@ _FRAMES_NOTE_STYLE = ('background: #5f4b00; color: #fdd663; padding: 6px; '
 _LEVEL_COLORS = {'info': '#e8eaed', 'warning': '#fdd663', 'error': '#f28b82'}
 
 
+def target_prompt(target: str) -> str:
+    """The question the window asks, naming the target the clips are judged against."""
+    target = target.strip()
+    if target in ('', 'person'):
+        return 'Which clip comes closer to the target you have in mind?'
+    return (f'Which clip comes closer to target {target} (drawn in the clips where the '
+            'simulator can show it)?')
+
+
 class LabelerWindow(QMainWindow):
     """The main window; :attr:`on_key` (if set) is called with each key action after it is
     handled (benchmarks time it)."""
@@ -128,7 +137,7 @@ class LabelerWindow(QMainWindow):
         for action, text in CONTROLS:
             controls.addWidget(self._button(action, text))
         controls.addStretch(1)
-        self.help_label = QLabel('Which clip comes closer to what the task asks for?')
+        self.help_label = QLabel(target_prompt(c.target))
         controls.addWidget(self.help_label)
         outer.addLayout(controls)
 

@@ -61,10 +61,11 @@ class DrlhpConfig:
     in ``preferences_dir``, ask for nothing; ``pretrained``: load ``pretrained_checkpoint``
     and use it from the first step, no worker process at all."""
     segment_length: int = 25
-    """Steps per clip ``T`` (DRLHP: 25 for Atari/MuJoCo; 10 suits the point mass). Episode
-    tails shorter than this are discarded (and counted)."""
+    """Steps per clip ``T`` (DRLHP: 25 for Atari/MuJoCo; 10 suits the point mass). An
+    episode's last clip ends at its last step (overlapping the clip before, or padded after
+    the end when the episode is shorter than ``T``), so terminal rewards are shown."""
     n_initial_training_steps: int = 1
-    """Reward-model trainings (each a :meth:`RewardTrainer.train` call on every stored label)
+    """Reward-model trainings (each a :meth:`RewardTrainer.train` call on the stored labels)
     before the wrapper switches to the predicted reward by itself."""
     min_labels_to_train: int = 8
     """Trainable (left/right/equal) labels in the train split before the first training."""
@@ -94,6 +95,20 @@ class DrlhpConfig:
     """Most recent transitions the normalisation is fitted on."""
     segment_pool_size: int = 2000
     """Most recent segments the worker keeps as candidates for queries (older ones go)."""
+    segment_pool_bytes: int = 1 << 30
+    """Byte budget of that pool: the oldest clips go once their arrays hold more (a clip of
+    ``T`` steps holds ``T + 1`` observations, uint8 for pixels: about 0.3 MB for 25 steps of
+    64×64×3 frames). Queried clips are kept in the preference store, which never evicts."""
+    gradient_steps_per_training: int = 100
+    """Most gradient steps (batches of ``reward_training.batch_size`` pairs per member) in
+    one training, warm-started from the previous weights and optimiser, so a training costs
+    the same with 50 labels or 5,000 and the worker keeps up with a fast agent; stops
+    earlier at ``reward_training.target_accuracy`` or ``max_epochs``. 0: no cap (every
+    training runs up to ``max_epochs`` epochs over every label)."""
+    min_session_clips: int = 0
+    """Clips the pool must hold before the first session (0: twice
+    ``schedule.queries_per_session``), so the first session asks its full size from a pool
+    fixed by the seed, not by how fast the agent stepped."""
     queue_size: int = 256
     """Segments in flight to the worker; when the queue is full a segment is dropped and
     counted (``env.step`` never waits). Labels never go through this queue."""
@@ -136,7 +151,8 @@ class DrlhpConfig:
                          ('min_labels_to_train', 1), ('max_pending_queries', 1),
                          ('normalizer_samples', 1), ('segment_pool_size', 2),
                          ('queue_size', 1), ('checkpoint_interval', 0),
-                         ('worker_torch_threads', 1)):
+                         ('worker_torch_threads', 1), ('segment_pool_bytes', 1),
+                         ('gradient_steps_per_training', 0), ('min_session_clips', 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f'{name}.{key}: {getattr(self, key)} must be >= {low}')
         for key in ('reply_timeout_s', 'shutdown_timeout_s'):
@@ -148,6 +164,11 @@ class DrlhpConfig:
             raise ConfigError(f"{name}: mode='train_only' needs preferences_dir")
         if self.mode == 'train_only' and self.n_initial_training_steps < 1:
             raise ConfigError(f"{name}: mode='train_only' needs n_initial_training_steps >= 1")
+
+    @property
+    def session_clips(self) -> int:
+        """Clips the pool holds before the first session (``min_session_clips`` resolved)."""
+        return self.min_session_clips or max(2, 2 * self.schedule.queries_per_session)
 
     @property
     def collects(self) -> bool:

@@ -43,24 +43,29 @@ class StepReward:
 
     def __call__(self, observation: np.ndarray, action: np.ndarray) -> float:
         """The normalised reward of one (transformed) observation and encoded action."""
+        return float(self.batch(observation[None], action[None])[0])
+
+    def batch(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Normalised rewards ``[B]`` of observations ``[B, *obs]`` and actions ``[B, A]``
+        (the sub-envs of a VecEnv in one call)."""
         if not self.numpy_path:
-            return self._torch(observation, action)
-        x = observation.reshape(-1)
+            return self._torch(observations, actions)
+        x = np.asarray(observations, np.float32).reshape(observations.shape[0], -1)
         if self.uses_actions:
-            x = np.concatenate([x, action])
-        h = x[None, None, :]  # [1, 1, in], broadcast over the M members
+            x = np.concatenate([x, np.asarray(actions, np.float32)], axis=1)
+        h = x[None]  # [1, B, in], broadcast over the M members
         last = len(self.layers) - 1
         for i, (weight, bias) in enumerate(self.layers):
-            h = np.matmul(h, weight) + bias  # [M, 1, out]
+            h = np.matmul(h, weight) + bias  # [M, B, out]
             if i < last:
                 h = np.maximum(h, self.slope * h) if self.slope <= 1 else \
                     np.where(h > 0, h, self.slope * h)  # leaky ReLU
-        raw = np.tanh(h) if self.tanh else h  # [M, 1, 1]
-        return float(((raw - self.mean) / self.std).mean())  # normalise each, then average
+        raw = np.tanh(h) if self.tanh else h  # [M, B, 1]
+        return ((raw - self.mean) / self.std).mean(axis=0)[:, 0]  # normalise each, average
 
     @torch.inference_mode()
-    def _torch(self, observation: np.ndarray, action: np.ndarray) -> float:
+    def _torch(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
         model = self.model
-        raw = model(torch.from_numpy(observation)[None], torch.from_numpy(action)[None],
-                    validate=False)  # [M, 1]
-        return float(model.normalizer(raw).mean())
+        raw = model(torch.from_numpy(np.ascontiguousarray(observations)),
+                    torch.from_numpy(np.asarray(actions, np.float32)), validate=False)  # [M, B]
+        return model.normalizer(raw).mean(dim=0).numpy()

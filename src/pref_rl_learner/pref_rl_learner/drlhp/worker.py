@@ -12,12 +12,15 @@ Runs :func:`worker_main` in a process of its own (``spawn``/``forkserver``, torc
   (versioned, as numpy arrays), status and a fatal error, if any.
 
 An intake thread moves clips into a pool of recent segments as they come (so the queue
-drains while training runs). The main thread loops: hold the feedback sessions the schedule
-says are due (select pairs, store the queries, ask the gatherer, store its answers), train
-the ensemble on every stored label when new ones have arrived, refit the reward
-normalisation and publish the weights. Labels are appended to the durable
-:class:`~pref_rl_learner.preferences.PreferenceStore` in ``log_dir/preferences`` before
-anything trains on them; the store never evicts one.
+drains while training runs; the pool keeps to ``segment_pool_size`` clips and
+``segment_pool_bytes``). The main thread loops: hold the next feedback session the schedule
+says is due (select pairs from the clips closed by its step, store the queries, ask the
+gatherer, store its answers), then, when new labels have arrived, train the ensemble for at
+most ``gradient_steps_per_training`` steps (warm-started, so the cost does not grow with the
+labels), refit the reward normalisation and publish the weights. Sessions that fell due
+meanwhile are held one after the other, never skipped; ``status`` reports the backlog.
+Labels are appended to the durable :class:`~pref_rl_learner.preferences.PreferenceStore` in
+``log_dir/preferences`` before anything trains on them; the store never evicts one.
 
 No orphans: the call thread watches the pipe (EOF once the parent's end is gone, which a
 ``SIGKILL`` of the parent causes) and the parent pid; when the parent is gone the worker stops
@@ -32,7 +35,6 @@ import queue
 import threading
 import time
 import traceback
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +54,9 @@ PREFERENCE_STORE_DIR = 'preferences'
 """Sub-directory of ``log_dir`` holding the durable preference store."""
 SPLIT_FILES = {'train': 'train.npz', 'val': 'val.npz'}
 """The preference-store splits saved by ``collect_only`` (read by ``train_only``)."""
-ORPHAN_GRACE_S = 2.0
-"""Seconds an orphaned worker waits for its main loop before exiting regardless."""
+ORPHAN_GRACE_S = 1.0
+"""Seconds an orphaned worker waits for its main loop before exiting regardless (with the
+parent check every 0.25 s, an orphan is gone within 2 s of its agent)."""
 _PARENT_CHECK_S = 0.25
 
 
@@ -125,6 +128,7 @@ class PreferenceWorker:
         config = self.config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
+        self.run_id = f'{time.time_ns():x}'  # query ids: unique per run, ordered per session
         self.log_dir = Path(spec.log_dir)
         self.store = PreferenceStore.open(
             self.log_dir / PREFERENCE_STORE_DIR,
@@ -145,7 +149,11 @@ class PreferenceWorker:
             FeedbackBudget(config.schedule.total_budget), self.rng,
             prior=bool(config.pretrained_checkpoint))
         self.gatherer = make_gatherer(config, np.random.default_rng((config.seed, 1)))
-        self.pool: deque[Clip] = deque(maxlen=config.segment_pool_size)
+        self.pool: deque[Clip] = deque()
+        self.pool_bytes = 0
+        self.ready_step: int | None = None
+        """env_steps of the clip that filled the pool to ``session_clips`` (None: not yet)."""
+        self.empty_sessions = 0
         self.saved_splits = load_splits(config.preferences_dir) \
             if config.mode == 'train_only' else None
         self.env_steps = 0
@@ -160,23 +168,48 @@ class PreferenceWorker:
     # ---------------------------------------------------------------------------- clips
     def take_clip(self, clip: Clip) -> None:
         """Add a clip to the pool of query candidates (thread-safe)."""
+        config = self.config
         with self.pool_lock:
             self.pool.append(clip)
+            self.pool_bytes += clip.nbytes
+            while len(self.pool) > 2 and (len(self.pool) > config.segment_pool_size
+                                          or self.pool_bytes > config.segment_pool_bytes):
+                self.pool_bytes -= self.pool.popleft().nbytes  # the oldest goes first
             self.clips_received += 1
+            if self.ready_step is None and self.clips_received >= config.session_clips:
+                self.ready_step = clip.env_steps
             self.env_steps = max(self.env_steps, clip.env_steps)
             for true_return, length in clip.finished_episodes:
                 self.gatherer.observe_episode(true_return, length)
 
-    def pool_snapshot(self) -> list[Clip]:
-        """The pool's clips, oldest first, as a list (safe while clips arrive)."""
+    def pool_snapshot(self, until_step: int | None = None) -> list[Clip]:
+        """The pool's clips, oldest first, as a list (safe while clips arrive); with
+        ``until_step`` only those closed by then (what a session at that step sees, however
+        far the agent has run on since)."""
         with self.pool_lock:
-            return list(self.pool)
+            if until_step is None:
+                return list(self.pool)
+            return [c for c in self.pool if c.env_steps <= until_step]
 
     # ------------------------------------------------------------------------- sessions
+    def session_cutoff(self, session: int) -> int | None:
+        """The env step whose pool session ``session`` draws from: its scheduled step, not
+        before the pool first held ``session_clips`` clips (None: not filled yet)."""
+        if self.ready_step is None:
+            return None
+        return max(self.schedule.session_step(session), self.ready_step)
+
+    def sessions_due(self) -> int:
+        """Sessions the schedule has called for by now (held or not): those whose step has
+        come, once the pool has filled (sessions due before it are held on that pool)."""
+        return 0 if self.ready_step is None else self.schedule.sessions_due(self.env_steps)
+
     def session_due(self) -> bool:
-        """Whether the schedule wants a feedback session now."""
-        return (self.config.collects and len(self.pool) >= 2
-                and self.schedule.sessions_due(self.env_steps) > self.sessions)
+        """Whether the next feedback session is due: the clips up to its step are in (the
+        queue is FIFO, so a later clip means all earlier ones arrived)."""
+        cutoff = self.session_cutoff(self.sessions)
+        return (self.config.collects and cutoff is not None and self.env_steps >= cutoff
+                and self.sessions_due() > self.sessions)
 
     def run_session(self) -> int:
         """Select pairs, store them as queries, store the answers given now; returns the
@@ -194,17 +227,19 @@ class PreferenceWorker:
             num = min(num, config.max_pending_queries - pending)
         if num <= 0:
             return 0
-        candidates = self._candidate_pairs(preferences.pool_size(num))
+        candidates = self._candidate_pairs(preferences.pool_size(num),
+                                           self.session_cutoff(session))
         if not candidates:
+            self.empty_sessions += 1
             return 0
         pairs = _stack_pairs(candidates)
         chosen, sampler = preferences.select(pairs, num, session,
                                              labelled=lambda: labelled_pairs(store))
         queries = []
-        for index in chosen:
+        for n, index in enumerate(chosen):
             left, right = candidates[int(index)]
             query = PreferenceQuery(
-                query_id=f'q-{uuid.uuid4().hex}', left=self._segment(left),
+                query_id=f'q-{self.run_id}-{session:05d}-{n:03d}', left=self._segment(left),
                 right=self._segment(right), feedback_session=session, sampler=sampler,
                 reward_model_version=self.model.version, stamp_ns=time.time_ns())
             store.add_query(query)
@@ -215,22 +250,26 @@ class PreferenceWorker:
             store.add_label(label)
         return len(queries)
 
-    def _candidate_pairs(self, count: int) -> list[tuple[Clip, Clip]]:
-        """Up to ``count`` random pairs of distinct pool clips never asked before."""
+    def _candidate_pairs(self, count: int, until_step: int | None
+                         ) -> list[tuple[Clip, Clip]]:
+        """Up to ``count`` random pairs of distinct pool clips (closed by ``until_step``)
+        never asked before."""
         from pref_rl_learner.pebble.reward_learning import unasked_pairs
 
-        clips = self.pool_snapshot()
+        clips = self.pool_snapshot(until_step)
+        if len(clips) < 2:
+            return []
         draws = [self.rng.choice(len(clips), size=2, replace=False) for _ in range(4 * count)]
         keep = unasked_pairs([(clips[i].segment_id, clips[j].segment_id) for i, j in draws],
                              self.store)[:count]
         return [(clips[draws[k][0]], clips[draws[k][1]]) for k in keep]
 
     def _segment(self, clip: Clip) -> Segment:
-        length = clip.rewards.shape[0]
         return Segment(segment_id=clip.segment_id, task=self.spec.task,
-                       observations=clip.observations, actions=clip.actions,
-                       next_observations=clip.next_observations,
-                       terminated=np.zeros(length, bool), truncated=np.zeros(length, bool),
+                       observations=np.ascontiguousarray(clip.observations),
+                       actions=clip.actions,
+                       next_observations=np.ascontiguousarray(clip.next_observations),
+                       terminated=clip.terminated, truncated=clip.truncated,
                        rewards=clip.rewards, source_id='drlhp', episode=clip.episode,
                        start_step=clip.start_step)
 
@@ -247,7 +286,8 @@ class PreferenceWorker:
                 and counts['labelled'] != self.trained_on_labels)
 
     def train(self) -> None:
-        """One training on every stored label, then normalisation and publication."""
+        """One training on the stored labels (at most ``gradient_steps_per_training``
+        steps, warm-started), then normalisation and publication."""
         from pref_rl_learner.drlhp.model_io import checkpoint_path, save_reward_checkpoint
 
         config = self.config
@@ -256,7 +296,7 @@ class PreferenceWorker:
         else:
             self.trained_on_labels = self.store.counts()['labelled']
             train, val = self.store.preference_batches()
-        report = self.preferences.train(train, val)
+        report = self.preferences.train(train, val, self._epoch_cap(train.num_pairs))
         if config.normalize_reward:
             obs, act = self._normalizer_sample(train)
             self.model.fit_normalizer(obs, act)
@@ -273,10 +313,20 @@ class PreferenceWorker:
         self.publish(('model', self.model.version, self.trainings,
                       weights_to_numpy(self.model), self.status()))
 
+    def _epoch_cap(self, pairs: int) -> int | None:
+        """Epochs that make at most ``gradient_steps_per_training`` steps over ``pairs``."""
+        config = self.config
+        if not config.gradient_steps_per_training:
+            return None
+        per_epoch = -(-pairs // config.reward_training.batch_size)
+        return max(1, min(config.reward_training.max_epochs,
+                          config.gradient_steps_per_training // max(per_epoch, 1)))
+
     def _normalizer_sample(self, train: PreferenceBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Recent transitions from the pool, or the labelled segments when there is none."""
+        """Recent transitions from the pool (up to the last session's step, so the same
+        seed gives the same statistics), or the labelled segments when there is none."""
         budget = self.config.normalizer_samples
-        pool = self.pool_snapshot()
+        pool = self.pool_snapshot(self.session_cutoff(max(self.sessions - 1, 0)))
         if pool:
             clips, steps = [], 0
             for clip in reversed(pool):
@@ -296,9 +346,16 @@ class PreferenceWorker:
     def status(self) -> dict[str, Any]:
         """Counts and the last training's figures (plain data)."""
         with self.lock:
-            return {**self.store.counts(), 'pending': len(self.store.pending_queries()),
+            counts = self.store.counts()
+            due = self.sessions_due()
+            return {**counts, 'answered': counts['labelled'],
+                    'labelled': counts['labelled'] - counts['skip'],
+                    'pending': len(self.store.pending_queries()),
                     'trainings': self.trainings, 'sessions': self.sessions,
+                    'sessions_due': due, 'session_backlog': max(due - self.sessions, 0),
+                    'empty_sessions': self.empty_sessions,
                     'clips_received': self.clips_received, 'env_steps': self.env_steps,
+                    'pool_clips': len(self.pool), 'pool_bytes': self.pool_bytes,
                     'reward_model_version': self.model.version, **self.last_report}
 
     def save_preferences(self) -> dict[str, str]:

@@ -96,7 +96,10 @@ def plan_jobs(config: CollectConfig) -> list[TaskJob]:
     """
     tasks = task_suite()
     if config.family == 'metaworld':
-        envs, kind = tasks.metaworld_check_envs(config.envs), 'var'
+        # An evaluation-only set (no training variation) may hold evaluation envs: it
+        # measures a prior on them, and pretraining refuses it.
+        envs, kind = tasks.metaworld_check_envs(
+            config.envs, held_out_only=config.tasks_per_env == 0), 'var'
     else:
         envs, kind = (config.family,), 'goal'
     jobs = []
@@ -296,18 +299,18 @@ def collect_task(job: TaskJob, config: CollectConfig, out: Path,
                            f'{spec.episode_length}] for {job.env_name}')
     stride = config.segment_stride or spec.segment_length
     env_seed, rng = task_randomness(config.seed, job.task_id)
-    env = tasks.make_task(job.env_name, goals=job.split, seed=env_seed)
+    env = tasks.make_task(job.env_name, goal=f'{job.split}:{job.goal_index}', seed=env_seed)
     try:
-        env.reset(seed=env_seed, options={'goal_index': job.goal_index})
+        env.reset(seed=env_seed)
         behaviours = _behaviours(job, config, env, rng, steps)
         parts, sources, successes = [], [], {}
         for behaviour in behaviours:
-            episode = run_episode(env, job.goal_index, behaviour, steps, rng)
+            episode = run_episode(env, behaviour, steps, rng)
             parts.append(cut_segments(episode, spec.segment_length, stride))
             sources += [behaviour.source] * len(parts[-1][2])
             successes.setdefault(behaviour.source, []).append(episode.success)
             on_episode()
-        goal = np.asarray(env.unwrapped.goal_set[job.goal_index], np.float64)
+        goal = np.asarray(env.unwrapped.goal, np.float64)
     finally:
         env.close()
     observations, actions, rewards = (np.concatenate(arrays) for arrays in zip(*parts,
@@ -325,7 +328,7 @@ def _behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.random.Ge
                 steps: int) -> list[Behaviour]:
     if config.family == 'metaworld':
         return task_suite().metaworld_behaviours(
-            job.env_name, job.goal_index, env, expert_episodes=config.expert_episodes,
+            job.env_name, job.split, job.goal_index, env, expert_episodes=config.expert_episodes,
             cross_episodes=config.cross_episodes, within_episodes=config.within_episodes,
             random_episodes=config.random_episodes, epsilon=config.epsilon,
             noise_type=config.noise_type, rng=rng)
@@ -337,13 +340,13 @@ def _goal_behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.rand
     """Expert, cross-goal and random episodes of a goal task."""
     from pref_rl_learner.fewshot.experts import load_sac_expert, sac_expert_path
 
-    family, goals = config.family, env.unwrapped.goal_set
     tasks = task_suite()
+    family, goals = config.family, tasks.goal_set(config.family, job.split)
     spec = tasks.task_spec(family)
 
     def expert_for(goal_index: int) -> Any:
         if config.sac_experts is None:
-            return tasks.scripted_expert(family)
+            return tasks.scripted_expert(family, goals[goal_index])
         return load_sac_expert(sac_expert_path(config.sac_experts, job.split, goal_index),
                                spec.observation_shape[0], spec.action_dim)
 
@@ -359,7 +362,7 @@ def _goal_behaviours(job: TaskJob, config: CollectConfig, env: Any, rng: np.rand
         other = int(rng.integers(len(goals) - 1))
         other += other >= job.goal_index  # any goal of the set but this one
         if other not in experts:
-            experts[other] = tasks.retarget(expert_for(other), family, goals[other])
+            experts[other] = expert_for(other)
         behaviours.append(Behaviour('cross_goal', experts[other], epsilon[k % len(epsilon)],
                                     noise_type, prefix()))
     return behaviours + [Behaviour('random', None)] * config.random_episodes

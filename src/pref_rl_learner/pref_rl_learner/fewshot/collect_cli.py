@@ -54,10 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='parallel worker processes (default: all cores)')
     tasks = p.add_argument_group('tasks')
     tasks.add_argument('--tasks-per-env', type=_count_or_all, default=None, metavar='N|all',
-                       help='training goals (variations per MetaWorld env), the first N')
+                       help='training targets (variations per MetaWorld env), the first N '
+                            '(default all; 0: none)')
     tasks.add_argument('--eval-tasks-per-env', type=_count_or_all, default=None,
-                       metavar='N|all', help='held-out goals/variations recorded as eval '
-                                             'tasks (0: none)')
+                       metavar='N|all', help='held-out targets/variations recorded as eval '
+                                             'tasks, to measure a prior on (default 0; '
+                                             'pref-rl pretrain refuses such a dataset)')
     tasks.add_argument('--envs', nargs='+', default=None, metavar='ENV',
                        help='metaworld: environments (default: the ML10 training envs)')
     episodes = p.add_argument_group('episodes per task')

@@ -25,7 +25,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     'reacher': _GOAL_TASK,
     # The paper's MetaWorld recipe: tasks-per-env=25 cross-env-ep=10 within-env-ep=25
     # expert-ep=15 random-ep=2 epsilon=0.1 noise-type=gaussian.
-    'metaworld': {'tasks_per_env': 25, 'eval_tasks_per_env': 2, 'expert_episodes': 15,
+    'metaworld': {'tasks_per_env': 25, 'expert_episodes': 15,
                   'cross_episodes': 10, 'within_episodes': 25, 'random_episodes': 2,
                   'epsilon': (0.1,)},
     # Paper: noise 0.8 (10k steps x 5 targets); here noise levels up to 0.8, 16 targets.
@@ -47,11 +47,12 @@ class CollectConfig:
     seed: int = 0
     """Seeds every task's env and noise (with the task id): same seed, same data."""
     tasks_per_env: int | None = None
-    """Training goals (goal tasks) or variations per environment (MetaWorld), the first
-    ones of the set; ``None``: all of them."""
-    eval_tasks_per_env: int | None = None
-    """Held-out goals/variations per environment recorded as ``eval`` tasks; ``None``: all;
-    0: none."""
+    """Training targets (goal tasks) or variations per environment (MetaWorld), the first
+    ones of the set; ``None``: all of them; 0: none (an evaluation-only dataset)."""
+    eval_tasks_per_env: int | None = 0
+    """Held-out targets/variations per environment recorded as ``eval`` tasks; ``None``: all;
+    0: none. Such a dataset measures a prior on held-out targets; ``pref-rl pretrain`` refuses
+    it, since no held-out target may reach the prior."""
     envs: tuple[str, ...] = ()
     """MetaWorld only: environments (default: the ML10 training envs; evaluation envs are
     refused)."""
@@ -96,8 +97,8 @@ class CollectConfig:
                 raise CollectError(f'{name} must be an int >= 0, got {value!r}')
         if self.episodes_per_task == 0:
             raise CollectError('no episodes per task: set at least one episode count')
-        if self.tasks_per_env is not None and self.tasks_per_env < 1:
-            raise CollectError(f'tasks_per_env must be >= 1, got {self.tasks_per_env}')
+        if self.tasks_per_env is not None and self.tasks_per_env < 0:
+            raise CollectError(f'tasks_per_env must be >= 0, got {self.tasks_per_env}')
         if self.eval_tasks_per_env is not None and self.eval_tasks_per_env < 0:
             raise CollectError(f'eval_tasks_per_env must be >= 0, got '
                                f'{self.eval_tasks_per_env}')

@@ -7,8 +7,10 @@ true rewards; the ensemble adapts on the support set with the learned inner lear
 (:class:`~pref_rl_learner.fewshot.maml.MAML`) and the query loss of the adapted weights,
 averaged over the tasks, is minimised by Adam over θ and α.
 
-Every ``eval_interval`` steps the post-adaptation accuracy on the held-out (``eval`` split)
-tasks is measured on fixed support/query draws; the best checkpoint by that accuracy is
+No held-out target may reach the prior: a dataset holding ``eval`` tasks is refused, and the
+checkpoint is chosen on ``holdout_tasks`` *training* targets kept out of meta-training (the
+validation targets). Every ``eval_interval`` steps the post-adaptation accuracy on them is
+measured on fixed support/query draws; the best checkpoint by that accuracy is
 ``best_model.pt`` and the latest ``last_model.pt`` (:mod:`.meta_checkpoint`; both load with
 :func:`~pref_rl_learner.offline_reward.load_reward_model`). Curves go to ``train.csv`` /
 ``eval.csv`` and ``curves.png``. Samples of step ``k`` come from a generator seeded with
@@ -74,13 +76,13 @@ class PretrainConfig:
     grad_clip: float = 0.0
     """Clip the outer gradient to this global norm; 0 disables."""
     eval_interval: int = 1000
-    """Outer steps between evaluations on the held-out tasks (and ``last_model.pt``); a
+    """Outer steps between evaluations on the validation tasks (and ``last_model.pt``); a
     multiple of ``log_interval``."""
     eval_draws: int = 4
-    """Fixed support/query draws per held-out task averaged by an evaluation."""
+    """Fixed support/query draws per validation task averaged by an evaluation."""
     holdout_tasks: int = 2
-    """When the dataset marks no task ``eval``: this many training tasks (seeded choice) are
-    held out for evaluation instead."""
+    """Training tasks (seeded choice) kept out of meta-training to choose the checkpoint on
+    (0: none; the last checkpoint is the best)."""
     log_interval: int = 100
     """Outer steps averaged into one ``train.csv`` row."""
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -134,13 +136,13 @@ class PretrainResult:
     steps: int
     """Outer steps done in total (a resumed run counts the earlier ones)."""
     best_accuracy: float
-    """Best post-adaptation accuracy on the held-out tasks."""
+    """Best post-adaptation accuracy on the validation tasks."""
     best_step: int
     """Outer step of ``best_model.pt``."""
     best_path: Path
     last_path: Path
     eval_tasks: tuple[str, ...]
-    """The held-out task ids evaluated on."""
+    """The validation task ids evaluated on."""
     seconds: float
     """Wall time of this call."""
 
@@ -158,17 +160,24 @@ def load_pretrain_config(path: str | Path | None,
 
 def split_tasks(dataset: MultiTaskDataset, config: PretrainConfig
                 ) -> tuple[list[str], list[str]]:
-    """(training task ids, held-out task ids), each sorted.
+    """(meta-training task ids, validation task ids), each sorted; both training targets.
 
     Raises:
-        PretrainError: no training task is left.
+        PretrainError: the dataset holds held-out (``eval``) targets, or no training task is
+            left.
     """
+    held_out = sorted(t for t in dataset.tasks if dataset.split.get(t) == 'eval')
+    if held_out:
+        raise PretrainError(
+            f'the dataset holds {len(held_out)} held-out target task(s) ({held_out[0]}, ...): '
+            'no held-out target may reach the prior, not even to choose a checkpoint; collect '
+            'the pretraining set with --eval-tasks-per-env 0 (the default)')
     train = sorted(t for t in dataset.tasks if dataset.split.get(t, 'train') == 'train')
-    held = sorted(t for t in dataset.tasks if dataset.split.get(t) == 'eval')
-    if not held and config.holdout_tasks:
+    held: list[str] = []
+    if config.holdout_tasks:
         if len(train) <= config.holdout_tasks:
-            raise PretrainError(f'the dataset has {len(train)} task(s) and none marked eval: '
-                                f'too few to hold out {config.holdout_tasks}')
+            raise PretrainError(f'the dataset has {len(train)} task(s): too few to keep '
+                                f'{config.holdout_tasks} out for validation')
         rng = np.random.default_rng([config.seed, 7])
         chosen = set(rng.choice(train, config.holdout_tasks, replace=False).tolist())
         held, train = sorted(chosen), [t for t in train if t not in chosen]
@@ -228,7 +237,7 @@ def pretrain(dataset: MultiTaskDataset, out_dir: str | Path, config: PretrainCon
             if step % config.eval_interval == 0 or step == config.steps:
                 post, pre = evaluate(maml, eval_sets)
                 figures.update(eval_accuracy=post)
-                # Without held-out tasks (or a NaN score) the first/latest is kept.
+                # Without validation tasks (or a NaN score) the first/latest is kept.
                 if not eval_sets or best_step == 0 or post > best_acc:
                     best_acc, best_step = post, step
                     _save(out / BEST_NAME, maml, sampler, config, mapping, step, post,
@@ -350,9 +359,9 @@ def plot_curves(out: str | Path) -> Path | None:
     if (out / 'eval.csv').exists():
         ev = read_csv(out / 'eval.csv')
         ax.plot(ev['step'], ev['accuracy_post_adaptation'], marker='o',
-                label='held-out tasks, after adaptation')
+                label='validation tasks, after adaptation')
         ax.plot(ev['step'], ev['accuracy_pre_adaptation'], marker='.', linestyle='--',
-                label='held-out tasks, before adaptation')
+                label='validation tasks, before adaptation')
     ax.set_xlabel('outer step')
     ax.set_ylabel('preference accuracy (query pairs)')
     ax.set_title('MAML reward pretraining')

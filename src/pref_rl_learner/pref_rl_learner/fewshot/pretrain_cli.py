@@ -15,8 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description='Meta-train the reward ensemble with MAML and learned per-parameter inner '
                     'learning rates on the training tasks of a `pref-rl collect` dataset, the '
                     'pairs labelled by the scripted teacher from each task\'s true rewards. '
-                    'Held-out (eval) tasks are scored after adaptation every eval_interval '
-                    'steps; the best checkpoint is OUT/best_model.pt (the `pretrained_reward` '
+                    'A few training tasks (holdout_tasks) are kept out as validation '
+                    'targets and scored after adaptation every eval_interval steps; held-out '
+                    '(eval) targets are refused: they must never reach the prior. The best '
+                    'checkpoint is OUT/best_model.pt (the `pretrained_reward` '
                     'of the init and fewshot arms of `pref-rl train`), the latest '
                     'OUT/last_model.pt; curves in OUT/train.csv, OUT/eval.csv, '
                     'OUT/curves.png. Keys of --config map onto '
@@ -91,10 +93,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    accuracy = ('n/a (no held-out task)' if not math.isfinite(result.best_accuracy)
+    accuracy = ('n/a (no validation task)' if not math.isfinite(result.best_accuracy)
                 else f'{result.best_accuracy:.3f}')
     held = ', '.join(result.eval_tasks) or 'none'
-    print(f'best post-adaptation accuracy on held-out tasks ({held}): {accuracy} at step '
+    print(f'best post-adaptation accuracy on validation tasks ({held}): {accuracy} at step '
           f'{result.best_step} of {result.steps} ({result.seconds:.0f} s)')
     print(f'best checkpoint: {result.best_path}')
     print(f'last checkpoint: {result.last_path}')

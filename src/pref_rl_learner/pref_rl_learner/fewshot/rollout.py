@@ -2,7 +2,7 @@
 the cut of its episodes into fixed-length segments.
 
 A :class:`Behaviour` is what produced an episode: a deterministic policy (a scripted expert,
-possibly aimed at another goal or taken from another environment) or none (uniform random
+possibly aimed at another target or taken from another environment) or none (uniform random
 actions), perturbed by action noise of a given kind and level, optionally after a prefix of
 random actions that scatters the state the policy starts from (initial-state noise). Every
 random draw comes from the generator passed in, so a seed fixes the data.
@@ -78,10 +78,10 @@ def perturb(action: np.ndarray, noise: float, noise_type: str,
     return np.clip(action, -1.0, 1.0)
 
 
-def run_episode(env: Any, goal_index: int, behaviour: Behaviour, steps: int,
+def run_episode(env: Any, behaviour: Behaviour, steps: int,
                 rng: np.random.Generator) -> Episode:
-    """Reset ``env`` into goal ``goal_index`` and run ``steps`` steps of ``behaviour``."""
-    observation, _ = env.reset(options={'goal_index': int(goal_index)})
+    """Reset ``env`` (its own target) and run ``steps`` steps of ``behaviour``."""
+    observation, _ = env.reset()
     action_dim = int(np.prod(env.action_space.shape))
     observations = np.empty((steps, *np.shape(observation)), np.float32)
     actions = np.empty((steps, action_dim), np.float32)

@@ -37,14 +37,14 @@ EVAL_SEED_OFFSET = 10_000
 
 
 class SessionEvaluator:
-    """Evaluates a policy on held-out goals on a schedule and logs each evaluation.
+    """Evaluates a policy on the run's target on a schedule and logs each evaluation.
 
     Args:
         config: the run (task, seed, ``total_steps``, ``eval_interval_steps``,
             ``eval_episodes``).
         run_dir: where ``eval.csv``, ``config.yaml``, ``summary.json`` and the plot go.
-        env: the evaluation env; by default the task's held-out goals
-            (``make_task(task, goals='eval')``), made on first use.
+        env: the evaluation env; by default the task on the run's target
+            (``make_task(task, goal=config.goal)``), made on first use.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path,
@@ -67,12 +67,17 @@ class SessionEvaluator:
 
     @property
     def env(self) -> gym.Env:
-        """The held-out-goal evaluation env (made on first use)."""
+        """The evaluation env on the run's target (made on first use)."""
         if self._env is None:
             from pref_rl_learner.pebble.tasks import task_suite
-            self._env = task_suite().make_task(self.config.task, goals='eval',
+            self._env = task_suite().make_task(self.config.task, goal=self.config.goal,
                                                 seed=self.config.seed + EVAL_SEED_OFFSET)
         return self._env
+
+    def target_description(self) -> str:
+        """The run's target as ``eval:3 at (0.20, 0.80)`` (its name where there are many
+        coordinates)."""
+        return self.env.unwrapped.target.describe()
 
     def open(self, resume_step: int) -> None:
         """Start logging; rows after ``resume_step`` (a crash's leftovers) are dropped."""
@@ -131,6 +136,8 @@ class SessionEvaluator:
         last = self.history[-1] if self.history else {}
         summary: dict[str, Any] = {
             'task': self.config.task, 'algorithm': self.config.algorithm,
+            'target': self.target_description(),
+            'eval_episodes': self.config.eval_episodes,
             'eval_success_before': first.get('success_rate', math.nan),
             'eval_success_after': last.get('success_rate', math.nan),
             'eval_return_before': first.get('return', math.nan),

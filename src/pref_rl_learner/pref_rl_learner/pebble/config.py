@@ -9,6 +9,8 @@ from typing import Any
 
 from pref_rl_learner.config import ConfigError, load_yaml_config
 from pref_rl_learner.fewshot.adapt import FewShotConfig
+from pref_rl_learner.pebble.evaluation import DEFAULT_EVAL_EPISODES
+from pref_rl_learner.pebble.tasks import DEFAULT_GOAL, PERSON_GOAL
 from pref_rl_learner.preferences.store import PreferenceStoreConfig
 from pref_rl_learner.query_selection import QuerySelectionConfig
 from pref_rl_learner.reward.ensemble import RewardModelConfig
@@ -29,6 +31,11 @@ class TrainConfig:
 
     task: str = 'point_mass'
     """Task name (``pref-rl train --list-tasks``): point_mass, reacher or a MetaWorld v3 name."""
+    goal: str = DEFAULT_GOAL
+    """The run's one target, which the learner never observes: ``eval:i`` (held-out target
+    ``i``: what a few-shot run learns), ``train:i`` or coordinates ``'x,y[,z]'``. The scripted
+    teacher and the evaluation judge against it. ``person`` (a real arm's ROS session only):
+    the target is in the labelling person's head, so nothing is evaluated."""
     algorithm: str = 'pebble'
     """``pebble`` (reward learned from preferences, from scratch), ``init`` (the same, the
     reward ensemble starting from ``pretrained_reward``), ``fewshot`` (FewShotPEBBLE: every
@@ -61,9 +68,9 @@ class TrainConfig:
     teacher: TeacherConfig | None = None
     """Explicit teacher parameters; when given they replace ``teacher_preset``."""
     eval_interval_steps: int = 5000
-    """Environment steps between evaluations on the held-out goals."""
-    eval_episodes: int = 0
-    """Evaluation episodes; 0 runs one per held-out goal."""
+    """Environment steps between evaluations on the target."""
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    """Deterministic evaluation episodes on the target, each from its own random start."""
     checkpoint_interval_steps: int = 10_000
     """A checkpoint is written at the first episode end after every this many steps."""
     tensorboard: bool = True
@@ -93,16 +100,20 @@ class TrainConfig:
             raise ConfigError(f'teacher_preset {self.teacher_preset!r} is not one of '
                               f'{", ".join(TEACHER_PRESETS)}')
         for name in ('total_steps', 'eval_interval_steps', 'checkpoint_interval_steps',
-                     'replay_capacity', 'entropy_k'):
+                     'replay_capacity', 'entropy_k', 'eval_episodes'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('seed_steps', 'unsupervised_steps', 'reset_updates', 'segment_length',
-                     'eval_episodes'):
+        for name in ('seed_steps', 'unsupervised_steps', 'reset_updates', 'segment_length'):
             if getattr(self, name) < 0:
                 raise ConfigError(f'{name} must be >= 0, got {getattr(self, name)}')
         if self.seed_steps < self.sac.batch_size and self.seed_steps > 0:
             raise ConfigError(f'seed_steps ({self.seed_steps}) must be at least sac.batch_size '
                               f'({self.sac.batch_size}) so the first update has a full batch')
+
+    @property
+    def target_known(self) -> bool:
+        """Whether the run's target is given (not ``person``): evaluation needs it."""
+        return self.goal.strip() != PERSON_GOAL
 
     @property
     def teacher_config(self) -> TeacherConfig:

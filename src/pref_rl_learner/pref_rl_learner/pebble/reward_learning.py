@@ -151,11 +151,16 @@ class PreferenceLearning:
         return chosen, sampler
 
     # ---------------------------------------------------------------------------- reward
-    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None
-              ) -> TrainingReport:
+    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None,
+              max_epochs: int | None = None) -> TrainingReport:
         """Train (or adapt) the model on ``train`` (``val``, when it has pairs, is used by
-        adaptive L2 and reported); increments ``model.version``."""
-        return self.trainer.train(train, val if val is not None and val.num_pairs else None)
+        adaptive L2 and reported); increments ``model.version``. ``max_epochs`` caps this
+        training (a :class:`~pref_rl_learner.reward.RewardTrainer` takes it; other learners
+        are called without it)."""
+        val = val if val is not None and val.num_pairs else None
+        if max_epochs is None:
+            return self.trainer.train(train, val)
+        return self.trainer.train(train, val, max_epochs=max_epochs)
 
     # ------------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

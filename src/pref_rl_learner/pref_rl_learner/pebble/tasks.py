@@ -24,13 +24,21 @@ DEFAULT_SUITE = 'default'
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
+DEFAULT_GOAL = 'eval:0'
+"""The target of a task, a run, a robot and a session when none is named: the first held-out
+one (what a run learns from preferences; pretraining names its training targets)."""
+PERSON_GOAL = 'person'
+"""The target of a real arm's session: in the labelling person's head, given to nobody (no
+true reward, no success, no evaluation). Task suites take it on real arms only."""
+
 
 class TaskSuite(Protocol):
     """What ``pref-rl train``, ``collect`` and the learner ask of the tasks."""
 
-    def make_task(self, name: str, goals: str = 'train', seed: int | None = None,
+    def make_task(self, name: str, goal: Any = DEFAULT_GOAL, seed: int | None = None,
                   **kwargs: Any) -> Any:
-        """A gymnasium env of task ``name`` (``goals``: ``train`` or ``eval`` goal set)."""
+        """A gymnasium env of task ``name`` aimed at one hidden target (``goal``:
+        ``'train:i'``, ``'eval:i'`` or coordinates)."""
 
     def task_spec(self, name: str) -> Any:
         """Shapes, segment length, goal counts of ``name`` without building it."""
@@ -38,19 +46,24 @@ class TaskSuite(Protocol):
     def task_names(self) -> Sequence[str]:
         """Every registered task."""
 
-    def scripted_expert(self, family: str) -> Policy:
-        """The scripted controller of goal task ``family``."""
+    def goal_set(self, name: str, split: str) -> np.ndarray:
+        """Coordinates of the training (``'train'``) or held-out (``'eval'``) targets."""
 
-    def retarget(self, policy: Policy, family: str, goal: np.ndarray) -> Policy:
-        """``policy`` acting as if the goal of ``family`` were ``goal``."""
+    def resolve_target(self, name: str, goal: Any) -> Any:
+        """The target ``goal`` names (``.name``, ``.position``, ``.describe()``), checked."""
+
+    def scripted_expert(self, family: str, goal: Sequence[float]) -> Policy:
+        """The scripted controller of goal task ``family`` aimed at coordinates ``goal``."""
 
     def metaworld_training_envs(self) -> tuple[str, ...]:
         """MetaWorld environments of the pretraining set (ML10 train)."""
 
-    def metaworld_check_envs(self, envs: Sequence[str]) -> tuple[str, ...]:
-        """``envs`` (default: the training set) after refusing evaluation and unknown ones."""
+    def metaworld_check_envs(self, envs: Sequence[str],
+                             held_out_only: bool = False) -> tuple[str, ...]:
+        """``envs`` (default: the training set) after refusing evaluation (unless the
+        dataset holds held-out variations only) and unknown ones."""
 
-    def metaworld_behaviours(self, env_name: str, variation: int, env: Any,
+    def metaworld_behaviours(self, env_name: str, split: str, variation: int, env: Any,
                              **kwargs: Any) -> list[Any]:
         """The episodes' behaviours of one MetaWorld pretraining task."""
 

@@ -28,6 +28,7 @@ from pref_rl_learner.checkpoint import (
     load_newest_usable,
     save_checkpoint_keeping_previous,
 )
+from pref_rl_learner.config import ConfigError
 from pref_rl_learner.durable import remove_stale_temp_files
 from pref_rl_learner.pebble.config import TrainConfig, to_mapping
 from pref_rl_learner.pebble.evaluation import evaluate_policy
@@ -57,9 +58,9 @@ class RunSummary:
     queries: int
     """Queries asked (skipped ones included)."""
     eval_success: float
-    """Success rate on the held-out goals at the last evaluation (NaN if none)."""
+    """Success rate on the run's target at the last evaluation (NaN if none)."""
     eval_return: float
-    """Mean true return on the held-out goals at the last evaluation (NaN if none)."""
+    """Mean true return on the run's target at the last evaluation (NaN if none)."""
     seconds: float
     """Wall-clock time of this invocation."""
 
@@ -79,8 +80,11 @@ class PebbleTrainer:
         self.spec = tasks.task_spec(config.task)
         self.segment_length = config.segment_length or self.spec.segment_length
         _seed_everything(config.seed)
-        self.env = tasks.make_task(config.task, goals='train', seed=config.seed)
-        self.eval_env = tasks.make_task(config.task, goals='eval', seed=config.seed + 10_000)
+        if not config.target_known:
+            raise ConfigError(f'goal {config.goal!r}: pref-rl train runs a scripted teacher, '
+                              'which needs the target (eval:i, train:i or coordinates)')
+        self.env = tasks.make_task(config.task, goal=config.goal, seed=config.seed)
+        self.eval_env = tasks.make_task(config.task, goal=config.goal, seed=config.seed + 10_000)
         checkpoint = self.run_dir / CHECKPOINT_NAME
         # init/fewshot: the pretrained weights, unless the run's own checkpoint restores them.
         self.learning = PebbleLearning(

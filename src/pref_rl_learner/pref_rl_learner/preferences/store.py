@@ -122,7 +122,8 @@ class PreferenceStoreConfig:
 
 
 class _StackedPairs:
-    """Labelled pairs of one split, stacked in float32 arrays that grow by doubling."""
+    """Labelled pairs of one split, stacked in arrays that grow by doubling (float32; uint8
+    observations stay uint8)."""
 
     def __init__(self) -> None:
         self._arrays: list[np.ndarray] = []  # left obs, left act, right obs, right act, target
@@ -131,7 +132,9 @@ class _StackedPairs:
     def append(self, pair: tuple[np.ndarray, ...], target: float) -> None:
         if not self._arrays or self.size == len(self._arrays[0]):
             capacity = max(64, 2 * self.size)
-            grown = [np.empty((capacity, *a.shape), np.float32) for a in pair]
+            # uint8 pixels stay one byte per value; everything else is float32.
+            grown = [np.empty((capacity, *a.shape),
+                              np.uint8 if a.dtype == np.uint8 else np.float32) for a in pair]
             grown.append(np.empty(capacity, np.float32))
             for new, old in zip(grown, self._arrays, strict=False):
                 new[:self.size] = old[:self.size]
@@ -330,7 +333,8 @@ class PreferenceStore:
                      pair: tuple[np.ndarray, ...]) -> None:
         query_id = meta['query_id']
         self._shapes = self._shapes or _pair_shapes(*pair)
-        self._queries[query_id] = _Entry(offset, tuple(np.array(a, np.float32) for a in pair))
+        self._queries[query_id] = _Entry(offset, tuple(
+            np.array(a, np.uint8 if a.dtype == np.uint8 else np.float32) for a in pair))
         self._pairs[frozenset((meta['left']['segment_id'], meta['right']['segment_id']))] = (
             query_id)
         self._pending[query_id] = None
@@ -352,6 +356,11 @@ class PreferenceStore:
         """True when a query with this id is stored."""
         with self._lock:
             return query_id in self._queries
+
+    def query_ids(self) -> list[str]:
+        """Ids of every stored query, oldest first."""
+        with self._lock:
+            return list(self._queries)
 
     def query(self, query_id: str) -> PreferenceQuery:
         """The stored query, segments, frames and true rewards included (read from disk).

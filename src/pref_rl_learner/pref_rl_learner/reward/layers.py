@@ -253,8 +253,11 @@ class BatchedConvEncoder(nn.Module):
             convs.append(nn.Conv2d(conv_in, members * out, kernel, stride, groups=groups))
             height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
             if height < 1 or width < 1:
+                hint = ('; it looks like [H, W, C] (channels last, HWC): the cnn encoder '
+                        'takes [C, H, W] (CHW)') if observation_shape[-1] in (1, 3, 4) \
+                    and observation_shape[0] > 4 else ''
                 raise ValueError(f'observation shape {observation_shape} is too small for conv '
-                                 f'layer {i} (kernel {kernel}, stride {stride})')
+                                 f'layer {i} (kernel {kernel}, stride {stride}){hint}')
             in_channels = out
         self.convs = nn.ModuleList(convs)
         self.norms = nn.ModuleList(nn.BatchNorm2d(members * c) for c in channels) \

@@ -156,9 +156,10 @@ class RewardTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.l2_weight = self.config.weight_decay
 
-    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None
-              ) -> TrainingReport:
-        """Train until every member reaches ``target_accuracy`` or ``max_epochs``.
+    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None,
+              max_epochs: int | None = None) -> TrainingReport:
+        """Train until every member reaches ``target_accuracy`` or ``max_epochs`` (this
+        call's cap when given, else the config's).
 
         Raises:
             RewardModelError: a batch is empty or malformed.
@@ -170,7 +171,8 @@ class RewardTrainer:
         decisive = int((data.targets != 0.5).sum())
         model.train()
         reached, epochs = False, 0
-        while epochs < config.max_epochs:
+        cap = config.max_epochs if max_epochs is None else max(1, int(max_epochs))
+        while epochs < cap:
             epochs += 1
             loss_sum, correct = self._epoch(data)
             train_loss = float(loss_sum.mean()) / data.targets.shape[0]

@@ -60,7 +60,7 @@ Services:
 - ``~/save_checkpoint`` (SaveCheckpoint): write a checkpoint now (``path`` '' : the run
   directory's ``checkpoint.pt``).
 
-Evaluation and the end of a run: the policy is evaluated on the task's held-out goals at
+Evaluation and the end of a run: the policy is evaluated on the run's target (``goal``) at
 the start, every ``eval_interval_steps`` received transitions and at ``total_steps`` (each
 logged to ``<run_dir>/eval.csv`` and reported in the log). At ``total_steps`` the node
 writes ``summary.json`` (held-out success before and after, queries, labels, reward-model
@@ -119,6 +119,10 @@ class LearnerNodeConfig:
     """Overrides the config's ``pretrained_reward``: the reward checkpoint ``init`` and
     ``fewshot`` start from (``pref-rl pretrain``'s best_model.pt, or a ``pref-rl
     reward-train`` output for ``init``); '' : keep it."""
+    goal: str = ''
+    """Overrides the config's ``goal``, the run's target (the session's ``goal:=``):
+    ``eval:i``, ``train:i``, ``x,y[,z]`` or ``person`` (a real arm: no evaluation); '' : keep
+    it."""
     run_dir: str = ''
     """Run directory (label store, checkpoint); resumed if it exists; '' : a new one under
     ``runs/``."""
@@ -163,7 +167,8 @@ def _train_config(c: LearnerNodeConfig) -> TrainConfig:
             that would ignore it.
     """
     overrides = {key: value for key, value in (('algorithm', c.algorithm),
-                                               ('pretrained_reward', c.pretrained_reward))
+                                               ('pretrained_reward', c.pretrained_reward),
+                                               ('goal', c.goal))
                  if value}
     train = (load_config(c.config, overrides) if c.config
              else dataclasses.replace(TrainConfig(), **overrides))
@@ -185,8 +190,10 @@ class LearnerNode(Node):
             torch.set_num_threads(c.torch_threads)
         train = _train_config(c)
         run_dir = Path(c.run_dir or f'runs/{time.strftime("%Y%m%d-%H%M%S")}-learner')
+        # A person's own target (a real arm) cannot be evaluated against: no evaluator.
         self.core = LearnerCore(train, self.learner_config, run_dir,
-                                evaluator=SessionEvaluator(train, run_dir))
+                                evaluator=(SessionEvaluator(train, run_dir)
+                                           if train.target_known else None))
         self.segments_rejected = 0
         self.labels_rejected = 0
         self._last_status: str | None = None
@@ -217,7 +224,7 @@ class LearnerNode(Node):
         self.worker.start()
         status = self.core.status()
         self.get_logger().info(
-            f'{train.algorithm} on {train.task} in {run_dir}: '
+            f'{train.algorithm} on {train.task}, target {train.goal}, in {run_dir}: '
             + (f'resumed at {status.env_steps} env steps, ' if self.core.resumed else '')
             + f'{status.labels_stored} labels stored, '
             f'{len(self.core.store.pending_queries())} queries awaiting an answer')
@@ -319,7 +326,7 @@ class LearnerNode(Node):
         evaluator = self.core.evaluator
         for row in evaluator.take_new() if evaluator is not None else ():
             self.get_logger().info(
-                f"held-out eval at {int(row['step'])} env steps: success "
+                f"eval on the target at {int(row['step'])} env steps: success "
                 f"{row['success_rate']:.3f}, return {row['return']:.1f}; "
                 f"{int(row.get('queries', 0))} queries, {int(row.get('labelled', 0))} labels, "
                 f"reward model v{int(row.get('reward_model_version', 0))}, "
@@ -377,10 +384,11 @@ def _summary_line(summary: dict) -> str:
         value = summary.get(key)
         return 'n/a' if value is None else (f'{value:.3f}' if isinstance(value, float)
                                             else str(value))
-    return (f"held-out success {fig('eval_success_before')} -> {fig('eval_success_after')} "
+    return (f"target {fig('target')}: success {fig('eval_success_before')} -> "
+            f"{fig('eval_success_after')} over {fig('eval_episodes')} episodes "
             f"(return {fig('eval_return_before')} -> {fig('eval_return_after')}), "
             f"{fig('env_steps')} env steps, {fig('queries_asked')} queries asked, "
-            f"{fig('labels_stored')} labels stored, frames on both sides of "
+            f"{fig('labels_stored')} labels used, frames on both sides of "
             f"{fig('frames_queries_with_both')} of {fig('frames_queries_asked')} queries "
             f"({fig('frames_fraction')}), reward model v"
             f"{fig('reward_model_version')}, policy v{fig('policy_version')}; "

@@ -44,7 +44,7 @@ from pref_rl_robot.actor.backend import BACKENDS, RobotHooks, make_backend
 from pref_rl_robot.actor.frame_cache import FrameCache, SegmentFrames
 from pref_rl_robot.actor.policy import CheckedWeights, LocalPolicy, WeightsRejectedError
 from pref_rl_robot.segmenter import Segmenter
-from pref_rl_robot.tasks import TaskSpec, UnknownTaskError, task_spec
+from pref_rl_robot.tasks import DEFAULT_GOAL, PERSON_GOAL, TaskSpec, UnknownTaskError, task_spec
 
 
 class Mode(enum.IntEnum):
@@ -72,8 +72,10 @@ class ActorConfig:
     """Where the env runs: ``sim`` (pref_rl_robot.tasks) or ``polymetis`` (a Panda)."""
     task: str = 'point_mass'
     """Task name, e.g. ``point_mass``, ``reacher``, ``button-press-v3``, ``panda_reach``."""
-    goals: str = 'train'
-    """Goal set of goal-conditioned tasks: ``train`` or ``eval`` (held-out goals)."""
+    goal: str = DEFAULT_GOAL
+    """The task's one target, never observed: ``eval:i`` (held-out target ``i``), ``train:i``
+    or coordinates ``'x,y[,z]'``. ``person`` on a real arm (``backend: polymetis``): the target
+    is in the person's head, and segments carry no true reward."""
     seed: int = 0
     """Seeds the env (first episode), the random actions and the policy's sampling noise."""
     segment_length: int = 0
@@ -99,8 +101,10 @@ class ActorConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f'backend {self.backend!r} is not one of {", ".join(BACKENDS)}')
-        if self.goals not in ('train', 'eval'):
-            raise ConfigError(f"goals must be 'train' or 'eval', got {self.goals!r}")
+        if self.goal.strip() in ('', PERSON_GOAL) and self.backend == 'sim':
+            raise ConfigError(f"goal {self.goal!r}: a simulated task needs its target "
+                              "('eval:0', 'train:3', 'x,y'); the simulated teacher and the "
+                              "evaluation judge against it")
         for name in ('seed', 'segment_length', 'max_steps_ahead', 'frame_stride',
                      'connect_grace_s'):
             if getattr(self, name) < 0:
@@ -206,13 +210,15 @@ class Actor:
     @classmethod
     def from_config(cls, config: ActorConfig, source_id: str = 'robot') -> Actor:
         """Make the env on ``config.backend`` and the actor stepping it."""
-        env = make_backend(config.backend, config.task, goals=config.goals, seed=config.seed,
-                           render_size=config.frame_size)
+        env = make_backend(config.backend, config.task, goal=config.goal.strip(),
+                           seed=config.seed, render_size=config.frame_size)
         return cls(env, config, source_id)
 
     def _new_segmenter(self, episode: int) -> Segmenter:
+        # A real arm without a target (the person's, in their head) has no true reward.
+        knows_reward = getattr(self.env.unwrapped, 'goal', ()) is not None
         segmenter = Segmenter(self.config.task, self.source_id, self.segment_length,
-                              frame_stride=self.config.frame_stride)
+                              frame_stride=self.config.frame_stride, knows_reward=knows_reward)
         segmenter.episode = episode
         return segmenter
 

@@ -22,26 +22,27 @@ import importlib
 import gymnasium
 
 from pref_rl_learner.config import ConfigError
-from pref_rl_robot.tasks import make_task
+from pref_rl_robot.tasks import DEFAULT_GOAL, make_task
 
 BACKENDS = ('sim', 'polymetis')
 """Valid values of the ``backend`` parameter."""
 
 
-def make_backend(backend: str, task: str, *, goals: str = 'train', seed: int | None = None,
-                 render_size: int = 64) -> gymnasium.Env:
-    """Make the env of ``task`` on ``backend`` (one of :data:`BACKENDS`).
+def make_backend(backend: str, task: str, *, goal: str = DEFAULT_GOAL,
+                 seed: int | None = None, render_size: int = 64) -> gymnasium.Env:
+    """Make the env of ``task`` on ``backend`` (one of :data:`BACKENDS`), aimed at ``goal``
+    (``'person'`` on a real arm: the target is in the person's head).
 
     Raises:
         ConfigError: unknown backend.
         pref_rl_robot.tasks.TaskError: unknown task or bad arguments (``sim``).
     """
     if backend == 'sim':
-        return make_task(task, goals=goals, seed=seed, render_size=render_size)
+        return make_task(task, goal=goal, seed=seed, render_size=render_size)
     if backend == 'polymetis':
         panda_tasks = importlib.import_module('pref_rl_robot.tasks.panda_tasks')
-        return panda_tasks.make_panda_task(task, backend='polymetis', goals=goals, seed=seed,
-                                     render_size=render_size)
+        return panda_tasks.make_panda_task(task, backend='polymetis', goal=goal, seed=seed,
+                                           render_size=render_size)
     raise ConfigError(f'unknown backend {backend!r} (valid: {", ".join(BACKENDS)})')
 
 

@@ -156,9 +156,10 @@ class PandaBackend(ABC):
         """Block position ``float64 [3]``, or None when the scene has no block."""
 
     @abstractmethod
-    def reset_scene(self, goal: np.ndarray, block_position: np.ndarray | None) -> None:
-        """Show ``goal`` (``[3]`` or ``[2]`` on the table) and, where the backend can, put the
-        block at ``block_position``; moves no arm."""
+    def reset_scene(self, goal: np.ndarray | None, block_position: np.ndarray | None) -> None:
+        """Show ``goal`` (``[3]`` or ``[2]`` on the table; None: a person's target, nothing
+        to show) and, where the backend can, put the block at ``block_position``; moves no
+        arm."""
 
     @abstractmethod
     def render(self, size: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 from pref_rl_robot.panda.backend import PandaBackend
 from pref_rl_robot.panda.safety import SafetyConfig, SafetyEnvelope
 from pref_rl_robot.panda.task import PandaTask
-from pref_rl_robot.tasks.registry import EpisodeStateError, requested_goal_index
+from pref_rl_robot.tasks.registry import EpisodeStateError, Target, check_reset_options
 
 
 class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
@@ -30,12 +30,13 @@ class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     Attributes:
         safety: the :class:`SafetyEnvelope` every command passes (e-stop, statistics).
-        goal_set: goals of the chosen set, read-only float32 ``[num_goals, 3 or 2]``.
-        goal: goal of the current episode (a row of ``goal_set``).
-        goal_index: index of ``goal`` in ``goal_set``.
+        target: the run's :class:`~pref_rl_robot.tasks.registry.Target` (never observed), or
+            None on a real arm whose target is in the person's head (no true reward, no
+            success).
+        goal: the target's coordinates (``float32 [3]`` reach, ``[2]`` push) or None.
     """
 
-    def __init__(self, task: PandaTask, backend: PandaBackend, *, goals: str = 'train',
+    def __init__(self, task: PandaTask, backend: PandaBackend, *, target: Target | None,
                  seed: int | None = None, render_size: int = 64,
                  safety: SafetyConfig | None = None) -> None:
         self.task = task
@@ -49,9 +50,8 @@ class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             -np.inf, np.inf, task.spec.observation_shape, np.float32, seed=seed)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (task.spec.action_dim,),
                                                  np.float32, seed=seed)
-        self.goal_set = task.goal_set(goals)
-        self.goal = self.goal_set[0]
-        self.goal_index = 0
+        self.target = target
+        self.goal = None if target is None else target.position
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._render_size = render_size
@@ -64,20 +64,16 @@ class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode: goal ``options['goal_index']`` or a random one of the set; the
-        arm goes to the (jittered) start position, the block (simulation) to its start.
+        """Start an episode: the arm goes to the (jittered) start position, the block
+        (simulation) to its start; the target stays the env's.
 
         Raises:
             EstopEngagedError: the e-stop is engaged (nothing moves).
-            TaskArgumentError: a bad option.
+            TaskArgumentError: any option (there are none).
         """
-        index = requested_goal_index(options, len(self.goal_set))
+        check_reset_options(options)
         self.safety.check_estop('reset')
         super().reset(seed=seed)
-        if index is None:
-            index = int(self.np_random.integers(len(self.goal_set)))
-        self.goal_index = index
-        self.goal = self.goal_set[index]
         task = self.task
         start = (np.array(task.start_position)
                  + self.np_random.uniform(-task.start_noise_m, task.start_noise_m, 3))
@@ -86,7 +82,8 @@ class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             xy = (np.array(task.block_start) + self.np_random.uniform(
                 -task.block_start_noise_m, task.block_start_noise_m, 2))
             block = np.array([xy[0], xy[1], task.block_half_size_m])
-        self._backend.reset_scene(np.asarray(self.goal, np.float64), block)
+        self._backend.reset_scene(None if self.goal is None
+                                  else np.asarray(self.goal, np.float64), block)
         self.safety.gripper(task.gripper_width_m)
         self.safety.home(start)
         self._steps = 0
@@ -162,8 +159,8 @@ class PandaEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def _observe(self) -> tuple[np.ndarray, float, bool, float]:
         ee = self._backend.ee_position()
         block = self._backend.block_position() if self.task.needs_block else None
-        goal = np.asarray(self.goal, np.float64)
+        goal = None if self.goal is None else np.asarray(self.goal, np.float64)
         reward, success, distance = self.task.evaluate(ee, block, goal)
-        observation = self.task.observation(ee, self._backend.ee_velocity(), block, goal)
+        observation = self.task.observation(ee, self._backend.ee_velocity(), block)
         return observation, float(reward), bool(success), float(distance)
 

@@ -270,9 +270,10 @@ class PolymetisPandaBackend(PandaBackend):
                                f'{position.tolist()}')
         return position
 
-    def reset_scene(self, goal: np.ndarray, block_position: np.ndarray | None) -> None:
-        """Remember the goal for drawings (the block is placed by a person, not here)."""
-        self._goal = np.asarray(goal, dtype=np.float64)
+    def reset_scene(self, goal: np.ndarray | None, block_position: np.ndarray | None) -> None:
+        """Remember the goal for drawings (None: the person's target, not drawn; the block
+        is placed by a person, not here)."""
+        self._goal = None if goal is None else np.asarray(goal, dtype=np.float64)
 
     def render(self, size: int) -> np.ndarray:
         """The camera's frame fitted to ``[size, size, 3]``, or a schematic drawing."""

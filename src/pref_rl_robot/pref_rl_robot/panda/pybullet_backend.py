@@ -146,11 +146,14 @@ class PyBulletPandaBackend(PandaBackend):
                                                              physicsClientId=self._client)
         return np.array(position)
 
-    def reset_scene(self, goal: np.ndarray, block_position: np.ndarray | None) -> None:
-        """Move the goal marker to ``goal`` and the block (at rest, square) to
-        ``block_position``."""
+    def reset_scene(self, goal: np.ndarray | None, block_position: np.ndarray | None) -> None:
+        """Move the goal marker to ``goal`` (None: out of sight) and the block (at rest,
+        square) to ``block_position``."""
         c = self._client
-        marker = (*goal[:2], 0.001) if len(goal) == 2 else tuple(goal)
+        if goal is None:
+            marker = (0.0, 0.0, -10.0)
+        else:
+            marker = (*goal[:2], 0.001) if len(goal) == 2 else tuple(goal)
         pybullet.resetBasePositionAndOrientation(self._marker, marker, (0, 0, 0, 1),
                                                  physicsClientId=c)
         if self._block is not None and block_position is not None:

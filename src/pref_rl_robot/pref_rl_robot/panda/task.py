@@ -65,25 +65,34 @@ class PandaTask:
         """True for push: the backend must know where the block is."""
         return self.kind == 'push'
 
-    def goal_set(self, goals: str) -> np.ndarray:
+    def goal_set(self, split: str) -> np.ndarray:
         """The training (``'train'``) or held-out (``'eval'``) goals, read-only float32."""
-        return frozen(self.train_goals if goals == 'train' else self.eval_goals)
+        return frozen(self.train_goals if split == 'train' else self.eval_goals)
+
+    @property
+    def goal_dim(self) -> int:
+        """Coordinates of a goal: 3 for reach, 2 (on the table) for push."""
+        return 3 if self.kind == 'reach' else 2
 
     def observation(self, ee: np.ndarray, ee_velocity: np.ndarray,
-                    block: np.ndarray | None, goal: np.ndarray) -> np.ndarray:
-        """Reach: ``[ee xyz, ee velocity xyz, goal xyz]`` (9); push: ``[ee xyz, ee velocity
-        xyz, block xyz, goal xy]`` (11); float32."""
-        parts = [ee, ee_velocity] + ([block] if self.kind == 'push' else []) + [goal]
+                    block: np.ndarray | None) -> np.ndarray:
+        """Reach: ``[ee xyz, ee velocity xyz]`` (6); push: ``[ee xyz, ee velocity xyz, block
+        xyz]`` (9); float32. Never the goal: it is what the preferences teach."""
+        parts = [ee, ee_velocity] + ([block] if self.kind == 'push' else [])
         return np.concatenate(parts).astype(np.float32)
 
     def evaluate(self, ee: np.ndarray, block: np.ndarray | None,
-                 goal: np.ndarray) -> tuple[float, bool, float]:
+                 goal: np.ndarray | None) -> tuple[float, bool, float]:
         """``(reward, success, distance)`` for the current state.
 
         Reach: ``reward = -||ee - goal||``. Push: ``reward = -||block_xy - goal|| -
         shaping_weight * ||ee - block||`` (the second term leads the arm to the block).
-        ``distance`` is the first term's distance, the one success is judged on.
+        ``distance`` is the first term's distance, the one success is judged on. Without a
+        goal (a person's target on the real arm) there is no true reward:
+        ``(nan, False, nan)``.
         """
+        if goal is None:
+            return math.nan, False, math.nan
         if self.kind == 'reach':
             distance = _norm(ee - goal)
             return -distance, distance < self.success_radius_m, distance

@@ -1,14 +1,14 @@
-"""Experts for the goal-conditioned tasks (point mass, reacher, Panda reach and push).
+"""Scripted experts for the hidden-target tasks (point mass, reacher, Panda reach and push).
 
-Scripted controllers that read the goal from the observation (every goal task shows it), so
-one controller serves every goal, and :func:`retarget` aims any expert at another goal by
-rewriting the goal part of the observation it sees (the episode's reward stays that of the
-task's own goal: a cross-goal episode). (SAC experts trained on the true reward, as the few-shot
-paper used for block push, are read by ``pref_rl_learner.fewshot.experts``.)
+The observation never holds the target, so an expert is made for one: ``scripted_expert(family,
+goal)`` closes over the goal's coordinates and reads the rest of the state from the
+observation. Aimed at another target than the env's own it makes a cross-goal episode (the
+reward stays that of the env's target). (SAC experts trained on the true reward, as the
+few-shot paper used for block push, are read by ``pref_rl_learner.fewshot.experts``.)
 
 * point mass: PD control of the force towards the goal.
-* reacher: damped-least-squares inverse kinematics of the 2-link arm gives desired joint
-  velocities; the torque tracks them.
+* reacher: the fingertip from the joint angles (forward kinematics), then damped-least-squares
+  inverse kinematics gives desired joint velocities; the torque tracks them.
 * panda_reach: proportional end-effector displacement towards the goal.
 * panda_push: a pusher that rises above the block, moves behind it (opposite the goal),
   lowers to the table and pushes along the block-to-goal line, correcting sideways drift;
@@ -19,65 +19,46 @@ paper used for block push, are read by ``pref_rl_learner.fewshot.experts``.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from pref_rl_learner.fewshot.rollout import CollectError, Policy
+from pref_rl_robot.tasks.reacher_kinematics import LINK_LENGTHS, arm_points, joint_angles
 
 GOAL_FAMILIES = ('point_mass', 'reacher', 'panda_reach', 'panda_push')
-"""Tasks whose observation holds the goal and whose goals are fixed sets."""
-
-_GOAL_SLICE = {'point_mass': slice(4, 6), 'reacher': slice(4, 6),
-               'panda_reach': slice(6, 9), 'panda_push': slice(9, 11)}
+"""Tasks whose targets are coordinates from fixed sets, with a scripted expert."""
 
 
-def with_goal(family: str, observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """``observation`` of task ``family`` as it would read with goal ``goal``."""
-    out = np.array(observation, np.float32)
-    part = _GOAL_SLICE[family]
-    if family == 'reacher':  # entries 8:10 are fingertip - goal
-        out[8:10] += out[part] - np.asarray(goal, np.float32)
-    out[part] = goal
-    return out
-
-
-def retarget(policy: Policy, family: str, goal: np.ndarray) -> Policy:
-    """``policy`` acting as if the goal were ``goal``."""
-    goal = np.array(goal, np.float32)
-    return lambda observation: policy(with_goal(family, observation, goal))
-
-
-def scripted_expert(family: str) -> Policy:
-    """The scripted controller of goal task ``family``.
+def scripted_expert(family: str, goal: Sequence[float]) -> Policy:
+    """The scripted controller of task ``family`` aimed at target coordinates ``goal``.
 
     Raises:
         CollectError: ``family`` is not a goal task.
     """
+    goal = np.array(goal, np.float64)
     if family == 'point_mass':
-        return _point_mass
+        return lambda observation: _point_mass(observation, goal)
     if family == 'reacher':
-        from pref_rl_robot.tasks.reacher import LINK_LENGTHS
-
-        return lambda observation: _reacher(observation, *LINK_LENGTHS)
+        return lambda observation: _reacher(observation, goal)
     if family in ('panda_reach', 'panda_push'):
         from pref_rl_robot.tasks.panda_tasks import ACTION_SCALE_M
 
         controller = _panda_reach if family == 'panda_reach' else _panda_push
-        return lambda observation: controller(observation, ACTION_SCALE_M)
+        return lambda observation: controller(observation, goal, ACTION_SCALE_M)
     raise CollectError(f'no scripted expert for {family!r}; goal tasks: '
                        f'{", ".join(GOAL_FAMILIES)}')
 
 
-def _point_mass(observation: np.ndarray) -> np.ndarray:
-    position, velocity, goal = observation[0:2], observation[2:4], observation[4:6]
+def _point_mass(observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    position, velocity = observation[0:2], observation[2:4]
     return np.clip(3.0 * (goal - position) - velocity, -1.0, 1.0)
 
 
-def _reacher(observation: np.ndarray, l1: float, l2: float) -> np.ndarray:
-    cos0, cos1, sin0, sin1 = (float(v) for v in observation[0:4])
-    joint_velocity, error = observation[6:8], -observation[8:10]  # error: goal - fingertip
-    q0 = math.atan2(sin0, cos0)
-    q01 = q0 + math.atan2(sin1, cos1)
+def _reacher(observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    (l1, l2), joint_velocity = LINK_LENGTHS, observation[4:6]
+    q0, q01 = (float(q) for q in joint_angles(observation))
+    error = goal - arm_points(observation)[1]
     # Jacobian of the fingertip position (x, y) with respect to the joint angles.
     jacobian = np.array([[-l1 * math.sin(q0) - l2 * math.sin(q01), -l2 * math.sin(q01)],
                          [l1 * math.cos(q0) + l2 * math.cos(q01), l2 * math.cos(q01)]])
@@ -87,8 +68,8 @@ def _reacher(observation: np.ndarray, l1: float, l2: float) -> np.ndarray:
     return np.clip(0.5 * (desired - joint_velocity), -1.0, 1.0)
 
 
-def _panda_reach(observation: np.ndarray, scale: float) -> np.ndarray:
-    ee, goal = observation[0:3], observation[6:9]
+def _panda_reach(observation: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
+    ee = observation[0:3]
     return np.clip(0.8 * (goal - ee) / scale, -1.0, 1.0)
 
 
@@ -97,8 +78,8 @@ def _panda_reach(observation: np.ndarray, scale: float) -> np.ndarray:
 _HOVER, _LOW, _BEHIND, _CONTACT = 0.07, 0.025, 0.06, 0.035
 
 
-def _panda_push(observation: np.ndarray, scale: float) -> np.ndarray:
-    ee, block, goal = observation[0:3], observation[6:9], observation[9:11]
+def _panda_push(observation: np.ndarray, goal: np.ndarray, scale: float) -> np.ndarray:
+    ee, block = observation[0:3], observation[6:9]
     offset = goal - block[:2]
     distance = float(np.hypot(*offset))
     if distance < 0.01:

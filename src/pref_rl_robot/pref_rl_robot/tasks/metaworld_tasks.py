@@ -1,17 +1,18 @@
-"""MetaWorld v3 tasks: training vs held-out task variations of one environment.
+"""MetaWorld v3 tasks: one training or held-out variation of one environment.
 
 MetaWorld (https://arxiv.org/abs/1910.10897, package ``metaworld`` 3.x) varies each environment
 by a vector ``rand_vec`` of object and goal positions. Its ML1 benchmark draws 50 training and
-50 test variations of one environment; here ``goals='train'`` resets into the training
-variations and ``goals='eval'`` into the test ones (the few-shot preference-learning protocol
-evaluates adaptation on unseen variations and unseen environments). Choices:
+50 test variations of one environment; ``goal='train:i'`` runs training variation ``i`` and
+``goal='eval:i'`` test variation ``i`` (the few-shot preference-learning protocol pretrains on
+training variations of the ML10 training envs and learns an unseen env or variation from
+preferences). Choices:
 
 * The variations come from ``metaworld.ML1(name, seed=BENCHMARK_SEED)``, so every run sees the
   same 50 + 50 (computed once per process and environment, about 1.5 s).
-* ``env.unwrapped.goal`` is the variation's ``rand_vec`` (as float32), ``goal_set`` all 50.
-* The goal position is observable (MT1-style, ``partially_observable=False``): the last three
-  entries of the 39-D observation. ML1 hides it, the few-shot code hid it too; a
-  goal-conditioned policy or reward model evaluated on held-out variations needs it.
+* ``env.unwrapped.goal`` is the variation's ``rand_vec`` (as float32); every reset returns to
+  it (object and goal positions fixed for the run, as one task of the few-shot code).
+* The goal is hidden: the benchmark's partial observability (``partially_observable=True``,
+  as ML1 and the few-shot code), so the last three entries of the 39-D observation are zero.
 * Episodes of ``max_path_length`` = 500 steps, never terminated early (as in the few-shot code
   and ML1 training); reward = MetaWorld's v2 reward in [0, 10]; ``info['success']`` is
   MetaWorld's success flag as a bool.
@@ -35,11 +36,12 @@ from gymnasium.utils import seeding
 
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
+    Target,
     TaskSpec,
+    check_reset_options,
     checked_action,
     default_to_offscreen_gl,
     frozen,
-    requested_goal_index,
 )
 
 ML10_TRAIN = ('reach-v3', 'push-v3', 'pick-place-v3', 'door-open-v3', 'drawer-close-v3',
@@ -76,9 +78,16 @@ def spec(name: str) -> TaskSpec:
                     num_train_goals=NUM_VARIATIONS, num_eval_goals=NUM_VARIATIONS)
 
 
-def make(name: str, *, goals: str, seed: int | None, render_size: int) -> MetaWorldTaskEnv:
+def goal_set(name: str, split: str) -> np.ndarray:
+    """The training or test variations' ``rand_vec``, ``float32 [50, d]`` (registry hook)."""
+    train, test = variations(name)
+    return frozen(train if split == 'train' else test)
+
+
+def make(name: str, *, target: Target, seed: int | None,
+         render_size: int) -> MetaWorldTaskEnv:
     """Make MetaWorld environment ``name`` (registry hook; arguments already checked)."""
-    return MetaWorldTaskEnv(name, goals=goals, seed=seed, render_size=render_size)
+    return MetaWorldTaskEnv(name, target, seed=seed, render_size=render_size)
 
 
 @functools.cache
@@ -94,11 +103,11 @@ def variations(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class MetaWorldTaskEnv(gymnasium.Env[np.ndarray, np.ndarray]):
-    """One MetaWorld v3 environment resetting into a training or held-out variation."""
+    """One MetaWorld v3 environment in one training or held-out variation, goal hidden."""
 
     metadata = {'render_modes': ['rgb_array'], 'render_fps': 80}
 
-    def __init__(self, name: str, goals: str = 'train', seed: int | None = None,
+    def __init__(self, name: str, target: Target, seed: int | None = None,
                  render_size: int = 64) -> None:
         default_to_offscreen_gl()
         import metaworld
@@ -113,20 +122,15 @@ class MetaWorldTaskEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._env.model.vis.quality.shadowsize = 0
         self._env.model.vis.quality.offsamples = 0
         train, test = variations(name)
-        rand_vecs = train if goals == 'train' else test
+        rand_vec = (train if target.split == 'train' else test)[target.index]
         extra = {k: v for k, v in ML1_ARGS_KWARGS[name]['kwargs'].items() if k != 'task_id'}
-        self._tasks = [metaworld.Task(env_name=name, data=pickle.dumps(
-            {**extra, 'env_cls': env_cls, 'rand_vec': vec, 'partially_observable': False}))
-            for vec in rand_vecs]
-        self.goal_set = frozen(rand_vecs)
-        """Variations of the current set, ``float32 [50, d]`` (``rand_vec``, read-only)."""
-        self.goal = self.goal_set[0]
-        """Variation of the current episode."""
-        self.goal_index = 0
-        """Index of ``goal`` in ``goal_set``."""
-        self._env.set_task(self._tasks[0])
-        self._task_index = 0
-        space = self._env.sawyer_observation_space  # recomputed by set_task (goal shown)
+        self._env.set_task(metaworld.Task(env_name=name, data=pickle.dumps(
+            {**extra, 'env_cls': env_cls, 'rand_vec': rand_vec, 'partially_observable': True})))
+        self.target = target
+        """The run's variation (never observed)."""
+        self.goal = target.position
+        """The variation's ``rand_vec``, float32."""
+        space = self._env.sawyer_observation_space  # recomputed by set_task (goal zeroed)
         self.observation_space = gymnasium.spaces.Box(
             space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32,
             seed=seed)
@@ -138,16 +142,9 @@ class MetaWorldTaskEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode in variation ``options['goal_index']`` or a random one of the set."""
-        index = requested_goal_index(options, len(self.goal_set))
+        """Start an episode in the env's variation."""
+        check_reset_options(options)
         super().reset(seed=seed)
-        if index is None:
-            index = int(self.np_random.integers(len(self.goal_set)))
-        if index != self._task_index:
-            self._env.set_task(self._tasks[index])
-            self._task_index = index
-        self.goal_index = index
-        self.goal = self.goal_set[index]
         obs, _ = self._env.reset()
         self._steps = 0
         return obs.astype(np.float32), {'success': False}
@@ -163,6 +160,13 @@ class MetaWorldTaskEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         info['success'] = bool(info['success'])
         return (obs.astype(np.float32), float(reward), False, self._steps >= EPISODE_LENGTH,
                 info)
+
+    def expert_observation(self, observation: np.ndarray) -> np.ndarray:
+        """``observation`` with the hidden goal filled in, for MetaWorld's scripted experts
+        (data collection only: they read the goal; the learner never sees this)."""
+        full = np.array(observation, np.float32)
+        full[-3:] = self._env._get_pos_goal()
+        return full
 
     def render(self) -> np.ndarray:
         """``uint8 [S, S, 3]`` frame from the ``corner2`` camera, upright."""

@@ -7,13 +7,17 @@ segments of 25 steps. Choices (positions in the robot base frame, table top at z
 * **Action**: Cartesian end-effector displacement, ``float32 [3]`` in [-1, 1], times
   ``ACTION_SCALE_M`` = 0.02 m per 0.1 s step (at most 0.35 m/s), orientation fixed pointing
   down, gripper closed. Every target passes the safety envelope (:mod:`pref_rl_robot.panda`).
-* **panda_reach**: observation ``[ee xyz, ee velocity xyz, goal xyz]`` (9); reward
+* **The target is hidden**: the observation holds the arm (and block), never the goal; the
+  true reward, success and the goal marker in the frames use it. On the real arm the target
+  may be left out (``goal=None``): it is in the person's head, and the env reports no true
+  reward (NaN) and no success.
+* **panda_reach**: observation ``[ee xyz, ee velocity xyz]`` (6); reward
   ``-||ee - goal||``; success: end effector within 3 cm of the goal. 16 training goals on the
   grid x in {0.35, 0.45, 0.55, 0.65}, y in {-0.2, 0.2}, z in {0.12, 0.32}; 8 held-out goals
   between them (x in {0.4, 0.6}, y in {-0.1, 0.1}, z in {0.17, 0.27}). The arm starts at
   (0.4, 0, 0.4) +- 3 cm, at least 0.2 m from every goal.
 * **panda_push**: a 5 cm cube starts at (0.5, 0) +- 1 cm; observation ``[ee xyz, ee velocity
-  xyz, block xyz, goal xy]`` (11); reward ``-||block_xy - goal|| - 0.1 ||ee - block||`` (the
+  xyz, block xyz]`` (9); reward ``-||block_xy - goal|| - 0.1 ||ee - block||`` (the
   small second term leads the arm to the block); success: block centre within 5 cm of the
   goal. 16 training goals around the block start, 8 directions (every 45 degrees) at 0.12 m
   and at 0.18 m; 8 held-out goals in the directions between them at 0.15 m. The arm starts at
@@ -29,6 +33,9 @@ segments of 25 steps. Choices (positions in the robot base frame, table top at z
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
 
 from pref_rl_robot.panda.backend import Clock, PandaBackend
 from pref_rl_robot.panda.env import PandaEnv
@@ -42,9 +49,14 @@ from pref_rl_robot.panda.polymetis_backend import (
 from pref_rl_robot.panda.safety import SafetyConfig
 from pref_rl_robot.panda.task import PandaTask
 from pref_rl_robot.tasks.registry import (
+    DEFAULT_GOAL,
+    PERSON_GOAL,
+    Target,
+    TaskArgumentError,
     TaskSpec,
     UnknownTaskError,
     check_make_arguments,
+    resolve_target,
 )
 
 REACH_EPISODE_LENGTH = 100
@@ -79,8 +91,9 @@ PUSH_EVAL_GOALS = _around_block(0.15, 22.5)
 
 PANDA_REACH = PandaTask(
     spec=TaskSpec(name='panda_reach', episode_length=REACH_EPISODE_LENGTH,
-                  segment_length=SEGMENT_LENGTH, observation_shape=(9,), action_dim=3,
-                  num_train_goals=len(REACH_TRAIN_GOALS), num_eval_goals=len(REACH_EVAL_GOALS)),
+                  segment_length=SEGMENT_LENGTH, observation_shape=(6,), action_dim=3,
+                  num_train_goals=len(REACH_TRAIN_GOALS), num_eval_goals=len(REACH_EVAL_GOALS),
+                  goal_dim=3),
     kind='reach', train_goals=REACH_TRAIN_GOALS, eval_goals=REACH_EVAL_GOALS,
     workspace_low=(0.25, -0.3, 0.05), workspace_high=(0.75, 0.3, 0.5),
     start_position=(0.4, 0.0, 0.4), start_noise_m=0.03, success_radius_m=0.03,
@@ -88,8 +101,9 @@ PANDA_REACH = PandaTask(
 """The reach task."""
 PANDA_PUSH = PandaTask(
     spec=TaskSpec(name='panda_push', episode_length=PUSH_EPISODE_LENGTH,
-                  segment_length=SEGMENT_LENGTH, observation_shape=(11,), action_dim=3,
-                  num_train_goals=len(PUSH_TRAIN_GOALS), num_eval_goals=len(PUSH_EVAL_GOALS)),
+                  segment_length=SEGMENT_LENGTH, observation_shape=(9,), action_dim=3,
+                  num_train_goals=len(PUSH_TRAIN_GOALS), num_eval_goals=len(PUSH_EVAL_GOALS),
+                  goal_dim=2),
     kind='push', train_goals=PUSH_TRAIN_GOALS, eval_goals=PUSH_EVAL_GOALS,
     workspace_low=(0.25, -0.3, 0.015), workspace_high=(0.75, 0.3, 0.3),
     start_position=(0.4, 0.0, 0.1), start_noise_m=0.02, success_radius_m=0.05,
@@ -107,12 +121,17 @@ def spec(name: str) -> TaskSpec:
     return PANDA_TASKS[name].spec
 
 
-def make(name: str, *, goals: str, seed: int | None, render_size: int) -> PandaEnv:
+def goal_set(name: str, split: str) -> np.ndarray:
+    """The training or held-out goals of a Panda task (registry hook)."""
+    return PANDA_TASKS[name].goal_set(split)
+
+
+def make(name: str, *, target: Target, seed: int | None, render_size: int) -> PandaEnv:
     """Make a Panda task in PyBullet (registry hook; arguments already checked)."""
-    return make_panda_task(name, goals=goals, seed=seed, render_size=render_size)
+    return make_panda_task(name, goal=target, seed=seed, render_size=render_size)
 
 
-def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train',
+def make_panda_task(name: str, *, backend: str = 'pybullet', goal: Any = DEFAULT_GOAL,
                     seed: int | None = None, render_size: int = 64,
                     safety: SafetyConfig | None = None,
                     polymetis: PolymetisConfig | None = None,
@@ -124,8 +143,10 @@ def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train
         name: ``'panda_reach'`` or ``'panda_push'``.
         backend: ``'pybullet'`` (headless simulation) or ``'polymetis'`` (a real Panda, or
             Polymetis' own simulation, through a Polymetis server on this machine).
-        goals: ``'train'`` or ``'eval'`` (held-out goals).
-        seed: seeds goal draws, start jitter and the action space.
+        goal: the target (see :func:`pref_rl_robot.tasks.make_task`), a resolved
+            :class:`Target`, or ``'person'`` (or None) with ``backend='polymetis'``: the
+            person's target, in their head (no true reward, no success).
+        seed: seeds the start jitter and the action space.
         render_size: side of the square frames ``render()`` returns.
         safety: limits of the safety envelope (default :class:`SafetyConfig`); the task's
             workspace box is intersected with its box.
@@ -138,7 +159,7 @@ def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train
 
     Raises:
         UnknownTaskError: ``name`` is not a Panda task.
-        TaskArgumentError: bad ``goals``, ``seed`` or ``render_size``.
+        TaskArgumentError: bad ``goal``, ``seed`` or ``render_size``; no goal in simulation.
         PandaConfigError: unknown backend, options for the wrong backend, push on Polymetis
             without a tracker, a non-local Polymetis address.
         PolymetisUnavailableError: ``backend='polymetis'`` and Polymetis is not installed.
@@ -146,7 +167,14 @@ def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train
     if name not in PANDA_TASKS:
         raise UnknownTaskError(f'unknown Panda task {name!r}; valid: {", ".join(PANDA_TASKS)}')
     task = PANDA_TASKS[name]
-    check_make_arguments(goals, seed, render_size)
+    check_make_arguments(seed, render_size)
+    if goal is None or (isinstance(goal, str) and goal.strip() == PERSON_GOAL):
+        if backend == 'pybullet':
+            raise TaskArgumentError(f'{name} in simulation needs a target (goal=...): the '
+                                    'simulated teacher and the evaluation judge against it')
+        target = None
+    else:
+        target = goal if isinstance(goal, Target) else resolve_target(name, goal)
     if backend == 'pybullet':
         extras = [k for k, v in (('polymetis', polymetis), ('tracker', tracker),
                                  ('camera', camera), ('clock', clock)) if v is not None]
@@ -169,7 +197,7 @@ def make_panda_task(name: str, *, backend: str = 'pybullet', goals: str = 'train
         raise PandaConfigError(f"backend must be one of {', '.join(BACKENDS)}, "
                                f'got {backend!r}')
     try:
-        return PandaEnv(task, arm, goals=goals, seed=seed, render_size=int(render_size),
+        return PandaEnv(task, arm, target=target, seed=seed, render_size=int(render_size),
                         safety=safety)
     except BaseException:
         arm.close()

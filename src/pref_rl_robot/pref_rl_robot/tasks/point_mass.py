@@ -1,4 +1,4 @@
-"""Goal-conditioned 2-D point mass: pure numpy, fast, the CI workhorse of the learning tests.
+"""2-D point mass reaching a hidden target: pure numpy, fast, the CI workhorse of the tests.
 
 Modelled on the point-mass reach task of few-shot preference learning (Hejna & Sadigh 2022,
 https://arxiv.org/abs/2212.03363; their dm_control ``point_mass`` with an L2 reward), with
@@ -9,8 +9,8 @@ these choices:
   v'`` with ``DT F = DT c = 0.3``, so the top speed is 1 unit/s and velocity relaxes in about
   three steps (momentum matters, but a policy can stop on the goal). Walls clip the position
   and zero the velocity across them. This replaces MuJoCo's integrator: about 10^5 steps/s.
-* **Observation** ``[x, y, vx, vy, goal_x, goal_y]`` (float32, every entry in [-1, 1]); the
-  goal is part of it, unlike the few-shot code where each target was a separate env.
+* **Observation** ``[x, y, vx, vy]`` (float32, every entry in [-1, 1]): position and velocity
+  only, as in the few-shot code. The target is fixed when the env is made and never observed.
 * **Reward** (their ``reach_l2``): ``-||p - g|| - 0.1 mean(a^2)``, dense, so SAC learns it in a
   few thousand steps.
 * **Success**: ``||p - g|| < 0.05`` (their target radius 0.015 in a 0.27-scaled arena is
@@ -35,10 +35,11 @@ from gymnasium.utils import seeding
 
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
+    Target,
     TaskSpec,
+    check_reset_options,
     checked_action,
     frozen,
-    requested_goal_index,
 )
 
 EPISODE_LENGTH = 50
@@ -70,8 +71,8 @@ EVAL_TARGETS = (
 """8 held-out targets: the two few-shot validation targets and six more between training ones."""
 
 SPEC = TaskSpec(name='point_mass', episode_length=EPISODE_LENGTH, segment_length=10,
-                observation_shape=(6,), action_dim=2, num_train_goals=len(TRAIN_TARGETS),
-                num_eval_goals=len(EVAL_TARGETS))
+                observation_shape=(4,), action_dim=2, num_train_goals=len(TRAIN_TARGETS),
+                num_eval_goals=len(EVAL_TARGETS), goal_dim=2)
 
 
 def spec(name: str) -> TaskSpec:
@@ -79,28 +80,29 @@ def spec(name: str) -> TaskSpec:
     return SPEC
 
 
-def make(name: str, *, goals: str, seed: int | None, render_size: int) -> PointMassEnv:
+def goal_set(name: str, split: str) -> np.ndarray:
+    """The training or held-out targets, ``float32 [n, 2]`` (registry hook)."""
+    return frozen(np.array(TRAIN_TARGETS if split == 'train' else EVAL_TARGETS) * GOAL_SCALE)
+
+
+def make(name: str, *, target: Target, seed: int | None, render_size: int) -> PointMassEnv:
     """Make the point mass (registry hook; arguments already checked)."""
-    return PointMassEnv(goals=goals, seed=seed, render_size=render_size)
+    return PointMassEnv(target, seed=seed, render_size=render_size)
 
 
 class PointMassEnv(gymnasium.Env[np.ndarray, np.ndarray]):
-    """Point mass reaching one goal of a fixed set; see the module docstring for the model."""
+    """Point mass reaching one hidden target; see the module docstring for the model."""
 
     metadata = {'render_modes': ['rgb_array'], 'render_fps': round(1 / DT)}
 
-    def __init__(self, goals: str = 'train', seed: int | None = None,
-                 render_size: int = 64) -> None:
+    def __init__(self, target: Target, seed: int | None = None, render_size: int = 64) -> None:
         self.render_mode = 'rgb_array'
-        self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, (6,), np.float32, seed=seed)
+        self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32, seed=seed)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32, seed=seed)
-        targets = TRAIN_TARGETS if goals == 'train' else EVAL_TARGETS
-        self.goal_set = frozen(np.array(targets) * GOAL_SCALE)
-        """Goals of the current set, ``float32 [num_goals, 2]`` (read-only)."""
-        self.goal = self.goal_set[0]
-        """Goal of the current episode, ``float32 [2]``."""
-        self.goal_index = 0
-        """Index of ``goal`` in ``goal_set``."""
+        self.target = target
+        """The run's target (never observed)."""
+        self.goal = target.position
+        """The target's coordinates, ``float32 [2]``."""
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._render_size = render_size
@@ -110,19 +112,14 @@ class PointMassEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._pixel_y = -centres[:, None]
         # State as Python floats: cheaper than numpy for four scalars.
         self._x = self._y = self._vx = self._vy = 0.0
-        self._gx = self._gy = 0.0
+        self._gx, self._gy = (float(v) for v in self.goal)
         self._steps = -1  # -1: not reset yet
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode: goal ``options['goal_index']`` or a random one of the set."""
-        index = requested_goal_index(options, len(self.goal_set))
+        """Start an episode at rest near the origin (the target stays the env's)."""
+        check_reset_options(options)
         super().reset(seed=seed)
-        if index is None:
-            index = int(self.np_random.integers(len(self.goal_set)))
-        self.goal_index = index
-        self.goal = self.goal_set[index]
-        self._gx, self._gy = (float(v) for v in self.goal)
         self._x, self._y = self.np_random.uniform(-START_NOISE, START_NOISE, 2).tolist()
         self._vx = self._vy = 0.0
         self._steps = 0
@@ -169,4 +166,4 @@ class PointMassEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         return math.hypot(self._x - self._gx, self._y - self._gy)
 
     def _observation(self) -> np.ndarray:
-        return np.array((self._x, self._y, self._vx, self._vy, self._gx, self._gy), np.float32)
+        return np.array((self._x, self._y, self._vx, self._vy), np.float32)

@@ -1,12 +1,14 @@
-"""Goal-conditioned 2-link planar reacher on MuJoCo (gymnasium's Reacher-v5 model).
+"""2-link planar reacher on MuJoCo (gymnasium's Reacher-v5 model) reaching a hidden target.
 
 Modelled on the reacher task of few-shot preference learning (Hejna & Sadigh 2022,
 https://arxiv.org/abs/2212.03363; their dm_control ``reacher`` with an L2 reward), built on
 gymnasium's ``Reacher-v5`` (links of 0.1 m and 0.11 m to the fingertip, torque control,
 20 ms per step). Choices:
 
-* **Observation** as Reacher-v5, float32: ``[cos q0, cos q1, sin q0, sin q1, goal_x, goal_y,
-  dq0, dq1, tip_x - goal_x, tip_y - goal_y]``.
+* **Observation** float32 ``[cos q0, cos q1, sin q0, sin q1, dq0, dq1]``: Reacher-v5's without
+  the target and the fingertip-to-target offset (the few-shot code removed them "to make the
+  task harder"; the target is what the preferences teach). The target is fixed when the env is
+  made; it is drawn in the frames.
 * **Reward** (their ``reach_l2``): ``-||tip - goal|| - 0.1 mean(a^2)``.
 * **Success**: fingertip within ``SUCCESS_RADIUS`` = 0.02 m of the goal (10% of the largest
   target radius; their target size was 0.015 m).
@@ -30,13 +32,15 @@ import numpy as np
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
 from gymnasium.utils import seeding
 
+from pref_rl_robot.tasks.reacher_kinematics import LINK_LENGTHS  # noqa: F401 (re-exported)
 from pref_rl_robot.tasks.registry import (
     EpisodeStateError,
+    Target,
     TaskSpec,
+    check_reset_options,
     checked_action,
     default_to_offscreen_gl,
     frozen,
-    requested_goal_index,
 )
 
 EPISODE_LENGTH = 50
@@ -47,8 +51,6 @@ CONTROL_COST = 0.1
 """Weight of the mean squared action in the reward."""
 TARGET_RADIUS = 0.2
 """Radius the target fractions are multiplied by, m (the arm reaches 0.21 m)."""
-LINK_LENGTHS = (0.1, 0.11)
-"""Shoulder-elbow and elbow-fingertip lengths of the Reacher-v5 model, m."""
 
 TRAIN_TARGETS = (
     *((k * math.pi / 2, 1.0) for k in range(4)),
@@ -67,8 +69,8 @@ _TOP_DOWN_CAMERA = {'distance': 0.75, 'elevation': -90.0, 'azimuth': 90.0,
                     'lookat': np.zeros(3)}
 
 SPEC = TaskSpec(name='reacher', episode_length=EPISODE_LENGTH, segment_length=10,
-                observation_shape=(10,), action_dim=2, num_train_goals=len(TRAIN_TARGETS),
-                num_eval_goals=len(EVAL_TARGETS))
+                observation_shape=(6,), action_dim=2, num_train_goals=len(TRAIN_TARGETS),
+                num_eval_goals=len(EVAL_TARGETS), goal_dim=2)
 
 
 def spec(name: str) -> TaskSpec:
@@ -76,9 +78,14 @@ def spec(name: str) -> TaskSpec:
     return SPEC
 
 
-def make(name: str, *, goals: str, seed: int | None, render_size: int) -> ReacherGoalEnv:
+def goal_set(name: str, split: str) -> np.ndarray:
+    """The training or held-out targets, ``float32 [n, 2]`` (registry hook)."""
+    return frozen(target_positions(TRAIN_TARGETS if split == 'train' else EVAL_TARGETS))
+
+
+def make(name: str, *, target: Target, seed: int | None, render_size: int) -> ReacherGoalEnv:
     """Make the reacher (registry hook; arguments already checked)."""
-    return ReacherGoalEnv(goals=goals, seed=seed, render_size=render_size)
+    return ReacherGoalEnv(target, seed=seed, render_size=render_size)
 
 
 def target_positions(targets: tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -88,43 +95,33 @@ def target_positions(targets: tuple[tuple[float, float], ...]) -> np.ndarray:
 
 
 class ReacherGoalEnv(ReacherEnv):
-    """Reacher-v5 whose target comes from a fixed goal set; see the module docstring."""
+    """Reacher-v5 with one hidden target; see the module docstring."""
 
-    def __init__(self, goals: str = 'train', seed: int | None = None,
-                 render_size: int = 64) -> None:
+    def __init__(self, target: Target, seed: int | None = None, render_size: int = 64) -> None:
         default_to_offscreen_gl()
         super().__init__(render_mode='rgb_array', width=render_size, height=render_size,
                          default_camera_config=_TOP_DOWN_CAMERA)
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (10,), np.float32,
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (6,), np.float32,
                                                       seed=seed)
         self.action_space.seed(seed)
-        self.goal_set = frozen(target_positions(
-            TRAIN_TARGETS if goals == 'train' else EVAL_TARGETS))
-        """Goals of the current set, ``float32 [num_goals, 2]`` (read-only)."""
-        self.goal = self.goal_set[0]
-        """Goal of the current episode, ``float32 [2]``."""
-        self.goal_index = 0
-        """Index of ``goal`` in ``goal_set``."""
+        self.target = target
+        """The run's target (never observed)."""
+        self.goal = target.position
+        """The target's coordinates, ``float32 [2]``."""
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self._requested_index: int | None = None
         self._steps = -1  # -1: not reset yet
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode: goal ``options['goal_index']`` or a random one of the set."""
-        self._requested_index = requested_goal_index(options, len(self.goal_set))
+        """Start an episode in a random arm pose (the target stays the env's)."""
+        check_reset_options(options)
         obs, info = super().reset(seed=seed)  # calls reset_model after reseeding
         self._steps = 0
         return obs, {**info, 'success': self.distance() < SUCCESS_RADIUS}
 
     def reset_model(self) -> np.ndarray:
-        """Place the target on the chosen goal and the arm in a random pose."""
-        index = self._requested_index
-        if index is None:
-            index = int(self.np_random.integers(len(self.goal_set)))
-        self.goal_index = index
-        self.goal = self.goal_set[index]
+        """Place the target marker on the target and the arm in a random pose."""
         # Random arm pose over the joints' whole range (dm_control's randomiser, as in the
         # few-shot code): no goal is solved by a fixed start pose.
         qpos = np.empty(self.model.nq)
@@ -160,4 +157,6 @@ class ReacherGoalEnv(ReacherEnv):
         return self.data.body('fingertip').xpos[:2].copy()
 
     def _get_obs(self) -> np.ndarray:
-        return super()._get_obs().astype(np.float32)
+        angles = self.data.qpos.flat[:2]
+        return np.concatenate([np.cos(angles), np.sin(angles),
+                               self.data.qvel.flat[:2]]).astype(np.float32)
