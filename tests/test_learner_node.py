@@ -343,3 +343,7 @@ def test_algorithm_and_pretrained_reward_parameters_override_the_train_yaml(tmp_
         _train_config(LearnerNodeConfig(config=str(config), pretrained_reward='model.pt'))
     with pytest.raises(ConfigError, match='needs pretrained_reward'):
         _train_config(LearnerNodeConfig(config=str(config), algorithm='init'))
+    # goal overrides the YAML's target; person (a real arm) leaves nothing to evaluate.
+    assert _train_config(LearnerNodeConfig(config=str(config), goal='eval:5')).goal == 'eval:5'
+    assert _train_config(LearnerNodeConfig(config=str(config))).goal == 'eval:0'
+    assert not _train_config(LearnerNodeConfig(config=str(config), goal='person')).target_known
