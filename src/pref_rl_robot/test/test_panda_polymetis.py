@@ -188,7 +188,7 @@ def test_push_needs_a_tracker_and_reads_the_block_from_it(world: FakeWorld) -> N
     with pytest.raises(PandaConfigError, match='tracker'):
         _make(world, name='panda_push')
     position = [0.52, 0.01]
-    env = _make(world, name='panda_push', tracker=lambda: position)
+    env = _make(world, name='panda_push', goal='train:0', tracker=lambda: position)
     try:
         obs, info = env.reset()
         np.testing.assert_allclose(obs[6:9], [0.52, 0.01, 0.025], atol=1e-6)
