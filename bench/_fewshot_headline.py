@@ -189,8 +189,13 @@ def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> di
     few_mean = arms['fewshot']['queries_to_threshold_mean_of_reaching']
     peb_mean = peb['queries_to_threshold_mean_of_reaching']
     if peb['runs'] and peb['fraction_reaching_threshold'] == 0:
-        ratio = f'pebble never reached {threshold:.0%} within its budget'
-        ratio_ok = True
+        # Never within its budget: the ratio is at least budget / fewshot's queries, and the
+        # claim holds only if that bound is 4 (a budget too small to tell says so).
+        budget = max(r['queries_asked'] for r in peb['runs'])
+        bound = budget / few_mean if few_mean else math.nan
+        ratio = (f'> {bound:.2f} (pebble never reached {threshold:.0%} within its '
+                 f'{budget} queries)')
+        ratio_ok = bool(bound >= 4)
     elif few_mean and peb_mean:
         ratio = round(peb_mean / few_mean, 2)
         ratio_ok = ratio >= 4
