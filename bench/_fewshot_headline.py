@@ -291,6 +291,20 @@ def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: flo
     return out
 
 
+def _unfinished(last_model: Path) -> bool:
+    """Whether a pretraining stopped before its last step (``last_model.pt`` says which step,
+    ``pretrain_config.yaml`` how many); such a run is resumed."""
+    config = last_model.parent / 'pretrain_config.yaml'
+    if not last_model.exists() or not config.exists():
+        return False
+    import yaml
+
+    from pref_rl_learner.fewshot.meta_checkpoint import load_pretrained
+
+    steps = int((yaml.safe_load(config.read_text()) or {}).get('steps', 0))
+    return int(load_pretrained(last_model).info.get('step', steps)) < steps
+
+
 def _quick_sweep(sweep: Path, steps: int) -> Path:
     spec = json.loads(sweep.read_text())
     spec['base'] = str((sweep.parent / spec['base']).resolve())
@@ -324,9 +338,11 @@ def main(headline: Headline, doc: str) -> None:
         _run(headline.name, ['pref-rl', 'collect', headline.family, '--out', str(dataset),
                              *headline.collect_args, '--eval-tasks-per-env', '0',
                              '--no-progress'])
-    if not (pretrain / 'best_model.pt').exists():
+    last = pretrain / 'last_model.pt'
+    if not (pretrain / 'best_model.pt').exists() or _unfinished(last):
         _run(headline.name, ['pref-rl', 'pretrain', '--dataset', str(dataset),
                              '--out', str(pretrain), '--no-progress',
+                             *(['--resume'] if last.exists() else []),
                              '--config', str(ROOT / 'config' / headline.pretrain_config),
                              *(f'--set={item}' for item in headline.pretrain_overrides)])
     if not (eval_dataset / 'manifest.json').exists():
