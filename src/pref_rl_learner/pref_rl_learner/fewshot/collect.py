@@ -1,10 +1,11 @@
 """``pref-rl collect``: offline multi-task datasets of segments with true rewards.
 
-One *task* is one goal (point mass, reacher, Panda) or one variation of one environment
-(MetaWorld); its episodes are cut into segments of the task's segment length and written as
-one shard (:mod:`pref_rl_learner.fewshot.dataset`). Training tasks come from the training
-goals/variations; held-out goals/variations give ``eval`` tasks, on which pretraining
-measures post-adaptation accuracy. What the episodes are (few-shot preference learning,
+One *task* is one target (point mass, reacher, Panda) or one variation of one environment
+(MetaWorld): its env is made on that target, so the stored observations never show it. Its
+episodes are cut into segments of the task's segment length and written as one shard
+(:mod:`pref_rl_learner.fewshot.dataset`). Training tasks come from the training
+targets/variations; held-out ones, collected only when asked for, give ``eval`` tasks of an
+evaluation-only set (to measure a prior on; pretraining refuses them). What the episodes are (few-shot preference learning,
 Hejna & Sadigh 2022, https://arxiv.org/abs/2212.03363):
 
 * goal tasks (:mod:`.experts`): the scripted expert aimed at the task's goal with action
