@@ -347,3 +347,5 @@ def test_algorithm_and_pretrained_reward_parameters_override_the_train_yaml(tmp_
     assert _train_config(LearnerNodeConfig(config=str(config), goal='eval:5')).goal == 'eval:5'
     assert _train_config(LearnerNodeConfig(config=str(config))).goal == 'eval:0'
     assert not _train_config(LearnerNodeConfig(config=str(config), goal='person')).target_known
+    with pytest.raises(ConfigError, match="goal 'eval:9'.*out of range"):
+        _train_config(LearnerNodeConfig(config=str(config), goal='eval:9'))

@@ -5,8 +5,8 @@ One *task* is one target (point mass, reacher, Panda) or one variation of one en
 episodes are cut into segments of the task's segment length and written as one shard
 (:mod:`pref_rl_learner.fewshot.dataset`). Training tasks come from the training
 targets/variations; held-out ones, collected only when asked for, give ``eval`` tasks of an
-evaluation-only set (to measure a prior on; pretraining refuses them). What the episodes are (few-shot preference learning,
-Hejna & Sadigh 2022, https://arxiv.org/abs/2212.03363):
+evaluation-only set (to measure a prior on; pretraining refuses them). What the episodes
+are (few-shot preference learning, Hejna & Sadigh 2022, https://arxiv.org/abs/2212.03363):
 
 * goal tasks (:mod:`.experts`): the scripted expert aimed at the task's goal with action
   noise (``expert``; noise levels cycle through ``epsilon``), the expert aimed at another

@@ -175,6 +175,12 @@ def _train_config(c: LearnerNodeConfig) -> TrainConfig:
     if c.pretrained_reward and train.algorithm not in PRETRAINED_ALGORITHMS:
         raise ConfigError(f'pretrained_reward {c.pretrained_reward!r} is given, but algorithm '
                           f'{train.algorithm} does not use one: use init or fewshot')
+    if train.target_known:  # a bad goal is refused at start, not at the first evaluation
+        from pref_rl_learner.pebble.tasks import task_suite
+        try:
+            task_suite().resolve_target(train.task, train.goal)
+        except ValueError as err:
+            raise ConfigError(f'goal {train.goal!r}: {err}') from err
     return train
 
 
