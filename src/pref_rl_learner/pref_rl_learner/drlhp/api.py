@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pref_rl_learner.drlhp.client import WorkerClient, label_args
-from pref_rl_learner.drlhp.config import DrlhpConfig
+from pref_rl_learner.drlhp.config import DrlhpConfig, DrlhpError
 from pref_rl_learner.reward import RewardEnsemble
 from pref_rl_learner.types import Choice, PreferenceQuery
 
@@ -31,8 +31,30 @@ class PreferenceRewardApi:
     """Reward choice, labels, status and model access of a DRLHP env (see module doc)."""
 
     _client: WorkerClient
+    _closed: bool
     config: DrlhpConfig
     log_dir: Path
+
+    # ----------------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Detach from the worker (the last env on the ``log_dir`` stops it, waiting at most
+        ``shutdown_timeout_s``), then close the wrapped env(s). Idempotent; never blocks on
+        full queues."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.release()
+        finally:
+            self._close_inner()
+
+    def _close_inner(self) -> None:
+        """Close what the wrapper wraps (the env, or the VecEnv's sub-envs)."""
+        raise NotImplementedError
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise DrlhpError('the wrapper is closed')
 
     # ------------------------------------------------------------------- reward choice
     @property

@@ -105,20 +105,8 @@ class PreferenceRewardVecEnv(PreferenceRewardApi, VecEnvWrapper):
         client.after_steps()
         return observations, np.asarray(rewards, np.float32), dones, infos
 
-    def close(self) -> None:
-        """Detach from the worker (the last env on the ``log_dir`` stops it), close the
-        sub-envs. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._client.release()
-        finally:
-            self.venv.close()
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise DrlhpError('the wrapper is closed')
+    def _close_inner(self) -> None:
+        self.venv.close()
 
     # ------------------------------------------------------------------ pickling, copies
     def __getstate__(self) -> dict[str, Any]:

@@ -106,20 +106,8 @@ class PreferenceRewardWrapper(PreferenceRewardApi, gymnasium.Wrapper,
         client.after_steps()
         return observation, reward, terminated, truncated, info
 
-    def close(self) -> None:
-        """Detach from the worker (the last env on the ``log_dir`` stops it, waiting at most
-        ``shutdown_timeout_s``), close the env. Idempotent; never blocks on full queues."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._client.release()
-        finally:
-            self.env.close()
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise DrlhpError('the wrapper is closed')
+    def _close_inner(self) -> None:
+        self.env.close()
 
     # ------------------------------------------------------------------ pickling, copies
     def __getstate__(self) -> dict[str, Any]:
