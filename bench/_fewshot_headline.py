@@ -94,20 +94,19 @@ def _run(name: str, command: list[str]) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def arm_of(run_dir: Path) -> str:
+def overrides_of(run_dir: Path) -> dict:
+    """The sweep run's config overrides (its ``sweep_run.json``)."""
+    return json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
+
+
+def arm_of(overrides: dict) -> str:
     """The arm of a sweep run, from its overrides: algorithm, and the random-label control."""
-    overrides = json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
     algorithm = overrides['algorithm']
     if algorithm == 'sac':
         return 'sac_true_reward'
     if overrides.get('teacher_preset') == 'random':
         return f'{algorithm}_random_labels'
     return algorithm
-
-
-def target_of(run_dir: Path) -> str:
-    """The run's target (its ``goal``)."""
-    return str(json.loads((run_dir / 'sweep_run.json').read_text())['overrides']['goal'])
 
 
 def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: int = 256,
@@ -147,18 +146,15 @@ def run_figures(run_dirs: list[Path], threshold: float) -> dict:
     for run_dir in run_dirs:
         if not is_finished(run_dir):
             if (run_dir / 'sweep_run.json').exists():
-                arms[arm_of(run_dir)]['runs_unfinished'] += 1
+                arms[arm_of(overrides_of(run_dir))]['runs_unfinished'] += 1
             continue
-        evals = read_csv(run_dir / 'eval.csv')
-        if not evals:
-            continue
-        arm = arm_of(run_dir)
+        evals = read_csv(run_dir / 'eval.csv')  # finished: evaluated at its last step
+        overrides = overrides_of(run_dir)
+        arm = arm_of(overrides)
         queries, _ = first_reaching(evals, threshold)
-        overrides = json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
         arms[arm]['runs'].append({
-            'run': run_dir.name, 'target': target_of(run_dir), 'seed': overrides.get('seed'),
-            'queries_to_threshold': None if arm == 'sac_true_reward' and queries is None
-            else queries,
+            'run': run_dir.name, 'target': str(overrides['goal']), 'seed': overrides.get('seed'),
+            'queries_to_threshold': queries,
             'reached_threshold': queries is not None,
             'best_success': round(max(evals['success_rate']), 3),
             'final_success': round(evals['success_rate'][-1], 3),
@@ -243,7 +239,7 @@ def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: flo
     curves: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for run_dir in run_dirs:
         if is_finished(run_dir):
-            curves[arm_of(run_dir)].append(read_csv(run_dir / 'eval.csv'))
+            curves[arm_of(overrides_of(run_dir))].append(read_csv(run_dir / 'eval.csv'))
     fig, (by_queries, by_steps, per_run) = plt.subplots(1, 3, figsize=(15, 4.6))
     colors = dict(zip(ARMS, ('tab:green', 'tab:blue', 'tab:orange', 'tab:red', 'tab:gray'),
                       strict=True))
