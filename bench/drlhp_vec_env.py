@@ -66,8 +66,8 @@ def drlhp_config(seed: int):
 def ppo(env, seed: int):
     from stable_baselines3 import PPO
 
-    return PPO('MlpPolicy', env, n_steps=PPO_STEPS_PER_ENV, batch_size=64, n_epochs=10, gamma=0.999,
-               gae_lambda=0.98, ent_coef=0.01, seed=seed, verbose=0)
+    return PPO('MlpPolicy', env, n_steps=PPO_STEPS_PER_ENV, batch_size=64, n_epochs=10,
+               gamma=0.999, gae_lambda=0.98, ent_coef=0.01, seed=seed, verbose=0)
 
 
 def evaluate(act, seed: int) -> float:
