@@ -23,8 +23,13 @@ Labels are appended to the durable :class:`~pref_rl_learner.preferences.Preferen
 ``log_dir/preferences`` before anything trains on them; the store never evicts one.
 
 No orphans: the call thread watches the pipe (EOF once the parent's end is gone, which a
-``SIGKILL`` of the parent causes) and the parent pid; when the parent is gone the worker stops
-and, should training not return within ``ORPHAN_GRACE_S``, exits at once.
+``SIGKILL`` of the parent causes) and the parent pid. When the parent is gone the main loop
+closes the store and the process ends with ``os._exit`` (:func:`_exit_orphan`); should
+training not return within ``ORPHAN_GRACE_S``, the call thread ends it without waiting (the
+store is crash-safe: every acknowledged label is already fsynced). Before it goes it unlinks
+the named semaphores of the two queues the dead parent created and takes them off the
+parent's ``resource_tracker``, which would otherwise warn of them as leaked. Interpreter
+shutdown is never run on this path: torch's threads made it abort (``terminate called``).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ ORPHAN_GRACE_S = 1.0
 """Seconds an orphaned worker waits for its main loop before exiting regardless (with the
 parent check every 0.25 s, an orphan is gone within 2 s of its agent)."""
 _PARENT_CHECK_S = 0.25
+_QUEUE_SEMAPHORES = ('_rlock', '_wlock', '_sem')
+"""The named semaphores of a ``multiprocessing.Queue`` (CPython 3.8-3.13)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,10 @@ class PreferenceWorker:
         self.last_report: dict[str, float] = {}
         self.lock = threading.Lock()  # the store is thread-safe; this guards the counters
         self.pool_lock = threading.Lock()  # clips arrive on the intake thread
+        self.orphaned = threading.Event()
+        """Set by the call thread once the parent is gone."""
+        self.parent_queues: tuple[Any, ...] = ()
+        """The parent's ``multiprocessing`` queues (their semaphores go with an orphan)."""
 
     # ---------------------------------------------------------------------------- clips
     def take_clip(self, clip: Clip) -> None:
@@ -457,7 +468,32 @@ def _serve_calls(conn: Any, worker: PreferenceWorker, spec: WorkerSpec,
             break
     if orphaned:
         stop.set()
-        time.sleep(ORPHAN_GRACE_S)  # the main loop normally returns well before this
+        worker.orphaned.set()
+        time.sleep(ORPHAN_GRACE_S)  # the main loop normally ends the process before this
+        _exit_orphan(worker.parent_queues)
+
+
+_EXIT_LOCK = threading.Lock()
+
+
+def _exit_orphan(queues: tuple[Any, ...]) -> None:
+    """End an orphaned worker now: release the dead parent's queue semaphores (unlink, and
+    off its ``resource_tracker``), then ``os._exit`` (no interpreter shutdown)."""
+    import _multiprocessing
+    from multiprocessing import resource_tracker
+
+    with _EXIT_LOCK:  # the main loop and the call thread may both get here
+        for channel in queues:
+            for attribute in _QUEUE_SEMAPHORES:
+                name = getattr(getattr(getattr(channel, attribute, None), '_semlock', None),
+                               'name', None)
+                if name is None:
+                    continue
+                try:
+                    _multiprocessing.sem_unlink(name)
+                    resource_tracker.unregister(name, 'semaphore')
+                except (OSError, AttributeError):
+                    pass  # already gone, or a platform without named semaphores
         os._exit(0)
 
 
@@ -469,6 +505,7 @@ def worker_main(spec: WorkerSpec, conn: Any, clips: Any, updates: Any) -> None:
     updates.cancel_join_thread()  # never block exit on a parent that stopped reading
     try:
         worker = PreferenceWorker(spec, updates.put)
+        worker.parent_queues = (clips, updates)
     except BaseException as err:
         conn.send((0, 'error', (type(err).__name__, str(err))))
         return
@@ -493,6 +530,8 @@ def worker_main(spec: WorkerSpec, conn: Any, clips: Any, updates: Any) -> None:
                 stop.wait(0.02)
         intake.join()
         worker.close()
+        if worker.orphaned.is_set():
+            _exit_orphan(worker.parent_queues)  # nobody is left to read ``updates``
         updates.put(('stopped', worker.status()))
     except BaseException:
         updates.put(('error', traceback.format_exc()))
