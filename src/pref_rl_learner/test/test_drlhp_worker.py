@@ -299,3 +299,30 @@ def test_the_pool_keeps_to_its_byte_budget(tmp_path):
     assert status['pool_clips'] == 10 and status['pool_bytes'] <= budget
     assert worker.pool_snapshot()[0].segment_id == clips[-10].segment_id  # the oldest went
     worker.close()
+
+
+def test_clips_evicted_from_the_pool_after_their_query_stay_labelled_in_the_store(tmp_path):
+    """The byte budget evicts pool copies only: a queried clip is in the preference store
+    (with its observations and its label) before the pool can drop it."""
+    clips = rollout_clips(60)
+    budget = 12 * clips[0].nbytes
+    config = point_mass_config(segment_pool_bytes=budget, label_source='external')
+    worker = make_worker(tmp_path, config, [])
+    feed(worker, [c._replace(env_steps=100) for c in clips[:12]])
+    worker.run_session()
+    asked = worker.pending()
+    assert asked
+    for query in asked:
+        worker.submit_label(query.query_id, int(Choice.LEFT), 'alice', 1.0)
+    by_id = {c.segment_id: c for c in clips[:12]}
+    feed(worker, [c._replace(env_steps=100) for c in clips[12:]])  # the first 12 are evicted
+    in_pool = {c.segment_id for c in worker.pool_snapshot()}
+    assert in_pool.isdisjoint(by_id) and worker.status()['pool_bytes'] <= budget
+    for query in asked:
+        stored = worker.store.query(query.query_id)
+        assert worker.store.label(query.query_id).choice == Choice.LEFT
+        for segment in (stored.left, stored.right):
+            np.testing.assert_array_equal(segment.observations,
+                                          by_id[segment.segment_id].observations)
+    assert worker.status()['labelled'] == len(asked)
+    worker.close()
