@@ -151,14 +151,17 @@ def run_figures(run_dirs: list[Path], threshold: float) -> dict:
         evals = read_csv(run_dir / 'eval.csv')  # finished: evaluated at its last step
         overrides = overrides_of(run_dir)
         arm = arm_of(overrides)
-        queries, _ = first_reaching(evals, threshold)
+        queries, step = first_reaching(evals, threshold)
         arms[arm]['runs'].append({
             'run': run_dir.name, 'target': str(overrides['goal']), 'seed': overrides.get('seed'),
-            'queries_to_threshold': queries,
+            'queries_to_threshold': queries, 'steps_to_threshold': step,
             'reached_threshold': queries is not None,
             'best_success': round(max(evals['success_rate']), 3),
             'final_success': round(evals['success_rate'][-1], 3),
             'queries_asked': int(evals['queries'][-1])})
+        # The schedule (same for every run of an arm): queries asked by each evaluation.
+        arms[arm].setdefault('queries_by_eval_step', {
+            int(step): int(q) for step, q in zip(evals['step'], evals['queries'], strict=True)})
     for data in arms.values():
         runs = data['runs']
         reached = [r['queries_to_threshold'] for r in runs if r['reached_threshold']]
@@ -197,6 +200,11 @@ def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> di
         ratio_ok = ratio >= 4
     else:
         ratio, ratio_ok = None, False
+    floor = schedule_floor(arms, threshold)
+    floors = floor.get('schedule_floor_queries_per_sac_run', [])
+    floor_fraction = (sum(f <= headline.fewshot_max_queries for f in floors) / len(floors)
+                      if floors else math.nan)
+    testable = bool(floors) and floor_fraction >= headline.fewshot_min_fraction
     control = arms['fewshot_random_labels']
     control_success = control['final_success_mean']
     pre = [v['pre_adaptation'] for v in priors.values()]
@@ -210,6 +218,13 @@ def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> di
             f"{control['final_success_mean']:.2f} on average, fewshot's "
             f"{arms['fewshot']['final_success_mean']:.2f}): wherever the control gets there, "
             'the labels are not what got the arm there')
+    if floors and not testable:
+        verdict.append(
+            f'the schedule cannot show the fewshot claim: SAC on the true reward reached '
+            f'{threshold:.0%} by an evaluation with at most {headline.fewshot_max_queries} '
+            f'queries asked on {floor_fraction:.0%} of its runs, not '
+            f'{headline.fewshot_min_fraction:.0%} (the policy needs the steps between '
+            'sessions to follow even a perfect reward): space the sessions further apart')
     if too_easy:
         verdict.append(f'the prior ranks the pairs of {", ".join(too_easy)} above '
                        f'{PRIOR_TOO_GOOD} before any label: too easy for the prior')
@@ -225,6 +240,29 @@ def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> di
         'prior_pre_adaptation_accuracy_mean': round(float(np.mean(pre)), 3) if pre else None,
         'prior_pre_adaptation_accuracy_max': round(float(np.max(pre)), 3) if pre else None,
         'control_verdict': '; '.join(verdict) or 'controls do not explain the result',
+        **floor,
+        f'sac_true_reward_fraction_within_{headline.fewshot_max_queries}_queries_of_schedule':
+            round(floor_fraction, 3) if floors else None,
+        'fewshot_claim_testable_on_this_schedule': testable,
+    }
+
+
+def schedule_floor(arms: dict, threshold: float) -> dict:
+    """The fewest queries the schedule lets any reward show: the queries the learning arms
+    had asked by the step at which SAC on the true reward (a perfect reward, learned by the
+    same SAC) first reached ``threshold``. A reward right after the first session still
+    shows that many, because the policy needs those steps to follow it."""
+    sac = [r for r in arms['sac_true_reward']['runs'] if r['reached_threshold']]
+    few = arms['fewshot']['runs']
+    if not sac or not few:
+        return {}
+    asked = arms['fewshot']['queries_by_eval_step']
+    floors = [asked.get(r['steps_to_threshold']) for r in sac]
+    floors = [f for f in floors if f is not None]
+    return {
+        'sac_true_reward_steps_to_threshold': sorted(r['steps_to_threshold'] for r in sac),
+        'schedule_floor_queries_per_sac_run': sorted(floors),
+        'schedule_floor_queries_mean': round(float(np.mean(floors)), 1) if floors else None,
     }
 
 
