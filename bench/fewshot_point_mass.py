@@ -5,11 +5,12 @@ training targets (noisy expert, cross-goal and random episodes; the goal never o
 ``pref-rl pretrain --config config/pretrain_point_mass.yaml`` (the checkpoint chosen on two
 training targets kept out), then the sweep ``config/sweeps/headline_point_mass.json``: every
 one of the 8 held-out targets x 2 seeds for ``fewshot``, ``init``, ``pebble`` (36 queries, 6
-a session), the random-label control and SAC on the true reward. The claim checked: fewshot
+a session every 2000 env steps, 12000 steps), the random-label control and SAC on the true
+reward. The claim checked: fewshot
 reaches 90% success on at least 80% of its runs with at most 12 queries, pebble needs at
 least 4x as many or never gets there, and the random-label control stays below 20%.
 
-Run: scripts/bench fewshot_point_mass (about 2 hours on 2 quiet cores; resumes where it
+Run: scripts/bench fewshot_point_mass (about 3 hours on 2 quiet cores; resumes where it
 stopped; --summarize-only writes the result file from the runs done so far; --quick: a smoke
 test).
 """
@@ -26,7 +27,8 @@ HEADLINE = Headline(
           'Success: the mass within 5 cm of the target at some step, 10 deterministic '
           'episodes from random starts every 1000 env steps; queries: asked by that '
           'evaluation. pebble, init and fewshot share the budget and schedule (36 queries, '
-          '6 a session every 1000 steps from step 1000). Controls: fewshot_random_labels '
+          '6 a session every 2000 steps from step 1000: SAC needs that long to follow even '
+          'the true reward, see schedule_floor_* in checks). Controls: fewshot_random_labels '
           '(same prior and budget, every answer a coin flip), the prior\'s accuracy on each '
           'held-out target\'s pairs before any label (prior_accuracy_per_target; from '
           'datasets/<dataset>_eval, never used in pretraining) and sac_true_reward (upper '
