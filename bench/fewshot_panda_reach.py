@@ -22,9 +22,9 @@ HEADLINE = Headline(
     notes='One hidden target per run: the end effector observed. Success: the end effector '
           'within 3 cm of the target at some step, 10 episodes from jittered starts every '
           '1000 env steps. pebble, init and fewshot share the budget (48 queries, 8 a session '
-          'every 1000 steps). Controls: fewshot_random_labels, the prior\'s accuracy on each '
-          'held-out target\'s pairs before any label, sac_true_reward. Pretraining 3000 outer '
-          'steps on the 16 training targets.')
+          'every 2000 steps from step 1000). Controls: fewshot_random_labels, the prior\'s '
+          'accuracy on each held-out target\'s pairs before any label, sac_true_reward. '
+          'Pretraining 3000 outer steps on the 16 training targets.')
 
 if __name__ == '__main__':
     main(HEADLINE, __doc__)
