@@ -29,7 +29,11 @@ Limits (issue 18): few-shot p95 ≤ 300 ms, full retraining p95 ≤ 1000 ms; eac
 stand beside its limit and the other arm. After the few-shot arm, its own first 300 labels are
 adapted on in this process by the batched adaptation and by the per-member autograd loop it
 replaced (:func:`pref_rl_learner.testing.fewshot_adaptation_by_loop`), same seed, same epochs:
-wall time of both and the post-adaptation training accuracy of both (they must agree).
+wall time of both and the post-adaptation training accuracy of both (they must agree). Then
+the machine's limit for the arm at those labels: the matrix products of the full adaptation
+and of the fallback's Adam epochs, captured as they run and replayed alone as fp32
+``torch.mm`` (``adapt_matmul_limit_ms``, ``fallback_matmul_limit_ms``, their counted GFLOP,
+and how many adaptation epochs the 300 ms limit leaves at that rate).
 
 Figures per arm: p50 / p95 / max latency in ms over the measured sessions, the labels at the
 first and last of them, how many sessions met the limit, and the latency of every session by
@@ -305,13 +309,52 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
                     _, _, accuracy[kind] = fewshot_adaptation_by_loop(trainer, batch)
                 times[kind].append(time.process_time() - start)
     best = {kind: min(values) for kind, values in times.items()}
-    return {'adapt_labels': batch.num_pairs, 'adapt_epochs': epochs, 'adapt_repeats': repeats,
+    floor = matmul_floor(forced, shape, action_dim, batch, repeats)
+    return {**floor, 'adapt_labels': batch.num_pairs, 'adapt_epochs': epochs,
+            'adapt_repeats': repeats,
             'adapt_clock': 'process_cpu_time',
             'adapt_batched_ms': round(1000 * best['batched'], 1),
             'adapt_loop_ms': round(1000 * best['loop'], 1),
             'adapt_speedup_batched_vs_loop': round(best['loop'] / best['batched'], 2),
+            'adapt_batched_fraction_of_matmul_limit': round(
+                floor['adapt_matmul_limit_ms'] / (1000 * best['batched']), 3),
             'adapt_batched_member_accuracy': [round(a, 4) for a in accuracy['batched']],
             'adapt_loop_member_accuracy': [round(a, 4) for a in accuracy['loop']]}
+
+
+def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats: int) -> dict:
+    """The machine's limit for the few-shot arm at these labels: the matrix products of a
+    full adaptation (every epoch, as ``forced``) and of the fallback's Adam training (every
+    one of ``reward_training.max_epochs`` epochs), captured as they run and replayed alone as
+    fp32 ``torch.mm`` on one thread. No code that does this work can take less time here;
+    against the 300 ms limit it says how many epochs the limit leaves."""
+    from common import capture_gemms, gemm_flop, gemm_replay
+
+    from pref_rl_learner.fewshot.arms import make_reward_learning
+    from pref_rl_learner.reward.training import RewardTrainer
+    from pref_rl_learner.testing import one_torch_thread
+
+    _, trainer = make_reward_learning(forced, shape, action_dim)
+    adapt = capture_gemms(lambda: trainer.train(batch))
+    training = dataclass_replace(forced.reward_training, target_accuracy=None)
+    fallback = capture_gemms(lambda: RewardTrainer(trainer.model, training).train(batch))
+    out = {}
+    with one_torch_thread():
+        for name, shapes in (('adapt', adapt), ('fallback', fallback)):
+            run = gemm_replay(shapes)
+            run(1)
+            seconds = []
+            for _ in range(repeats):
+                start = time.process_time()
+                run(1)
+                seconds.append(time.process_time() - start)
+            out[f'{name}_counted_gflop'] = round(gemm_flop(shapes) / 1e9, 1)
+            out[f'{name}_matmul_limit_ms'] = round(1000 * min(seconds), 1)
+    epochs = forced.fewshot.adapt_max_steps
+    out['fallback_epochs_counted'] = training.max_epochs
+    out['adapt_epochs_within_300ms_at_matmul_limit'] = round(
+        epochs * 300 / out['adapt_matmul_limit_ms'], 1)
+    return out
 
 
 def dataclass_replace(instance, **changes):
