@@ -11,6 +11,8 @@ Arms, each on the same 3 seeds:
   the 8 sub-envs, scripted oracle labels only (DRLHP's defaults: decaying rate q·H/(H+t) from
   20 queries per 1,000 steps, budget 500, disagreement selection, 10% random-response model,
   adaptive L2, normalised reward; the predicted reward from the first training on);
+- ``random_labels`` (the control): the same, every answer a coin flip (teacher preset
+  ``random``): what PPO reaches on a reward learned from labels that carry nothing;
 - ``true_reward`` (the peer): the same PPO on the env's own reward;
 - ``random``: uniformly random actions.
 
@@ -48,14 +50,16 @@ N_ENVS = 8
 SEEDS = (0, 1, 2)
 EVAL_EPISODES = 10
 PPO_STEPS_PER_ENV = 256
+LEARNED_ARMS = {'wrapped': 'oracle', 'random_labels': 'random'}
+"""The arms on a learned reward, by the scripted teacher that labels for them."""
 
 
-def drlhp_config(seed: int):
+def drlhp_config(seed: int, teacher_preset: str = 'oracle'):
     from pref_rl_learner.drlhp import DrlhpConfig
     from pref_rl_learner.reward import RewardModelConfig, RewardTrainingConfig
 
     return DrlhpConfig(
-        segment_length=25, store_fsync=False, seed=seed,
+        segment_length=25, store_fsync=False, seed=seed, teacher_preset=teacher_preset,
         reward_model=RewardModelConfig(hidden_sizes=(64, 64), device='cpu'),
         reward_training=RewardTrainingConfig(random_response=0.1, adaptive_l2=True,
                                              weight_decay=1e-4, max_epochs=100,
@@ -92,21 +96,22 @@ def run_arm(arm: str, seed: int, steps: int, root: Path) -> dict:
 
     venv = make_vec_env('LunarLander-v3', n_envs=N_ENVS, seed=seed)
     out: dict = {}
-    if arm == 'wrapped':
-        venv = PreferenceRewardVecEnv(venv, drlhp_config(seed), root / f'{arm}-{seed}',
-                                      task='LunarLander-v3')
+    learned = arm in LEARNED_ARMS
+    if learned:
+        venv = PreferenceRewardVecEnv(venv, drlhp_config(seed, LEARNED_ARMS[arm]),
+                                      root / f'{arm}-{seed}', task='LunarLander-v3')
     start = time.perf_counter()
     agent = ppo(venv, seed)
     agent.learn(steps)
     seconds = time.perf_counter() - start
-    if arm == 'wrapped':
+    if learned:
         status = venv.refresh_status()
         out = {k: status[k] for k in (
             'labelled', 'answered', 'sessions', 'sessions_due', 'session_backlog',
             'trainings', 'clips_sent', 'clips_dropped', 'episode_end_clips_aligned',
             'episode_end_clips_padded', 'partial_clips_discarded', 'val_accuracy')}
     venv.close()
-    if arm == 'wrapped':
+    if learned:
         out['queried_segments_with_abs_reward_ge_50'] = terminal_queries(root / f'{arm}-{seed}')
     out['return'] = evaluate(lambda o: agent.predict(o, deterministic=True)[0], seed)
     out['steps_per_s'] = steps / seconds
@@ -212,7 +217,8 @@ def main() -> None:
     else:
         figures = pixel_memory(100 if args.quick else 1000, root)
     print(json.dumps(figures), flush=True)
-    runs: dict[str, list[dict]] = done.get('runs', {'wrapped': [], 'true_reward': []})
+    runs: dict[str, list[dict]] = {arm: done.get('runs', {}).get(arm, [])
+                                   for arm in ('wrapped', 'random_labels', 'true_reward')}
     for index, seed in enumerate(SEEDS):
         for arm in runs:
             if index < len(runs[arm]):
@@ -227,6 +233,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     random_returns = [evaluate(lambda o: int(rng.integers(4)), seed) for seed in SEEDS]
     wrapped = [r['return'] for r in runs['wrapped']]
+    control = [r['return'] for r in runs['random_labels']]
     true = [r['return'] for r in runs['true_reward']]
     figures.update({
         'ppo_steps_per_run': steps, 'ppo_steps_per_env_per_rollout': PPO_STEPS_PER_ENV,
@@ -234,6 +241,11 @@ def main() -> None:
         'eval_episodes_per_seed': EVAL_EPISODES,
         'wrapped_return_mean': round(float(np.mean(wrapped)), 1),
         'wrapped_return_per_seed': [round(x, 1) for x in wrapped],
+        'random_labels_return_mean': round(float(np.mean(control)), 1),
+        'random_labels_return_per_seed': [round(x, 1) for x in control],
+        'wrapped_minus_random_labels_return': round(float(np.mean(wrapped) - np.mean(control)),
+                                                    1),
+        'random_labels_labels_per_seed': [r['labelled'] for r in runs['random_labels']],
         'true_reward_return_mean': round(float(np.mean(true)), 1),
         'true_reward_return_per_seed': [round(x, 1) for x in true],
         'random_return_mean': round(float(np.mean(random_returns)), 1),
@@ -257,7 +269,8 @@ def main() -> None:
     path = write_result(NAME, figures,
                         f'SB3 PPO on LunarLander-v3, {N_ENVS} DummyVecEnv sub-envs, {steps} steps '
                         f'per run, seeds {SEEDS}; wrapped = PreferenceRewardVecEnv with oracle '
-                        'labels only. Pixel memory: 64x64x3 uint8 frames, cnn ensemble.'
+                        'labels only, random_labels = the same with coin-flip answers (the '
+                        'control). Pixel memory: 64x64x3 uint8 frames, cnn ensemble.'
                         + (' (quick run)' if args.quick else ''))
     partial.unlink(missing_ok=True)
     plot(figures, path.with_suffix('.png'))
@@ -271,11 +284,11 @@ def plot(figures: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    arms = ['wrapped', 'true_reward', 'random']
-    means = [figures['wrapped_return_mean'], figures['true_reward_return_mean'],
-             figures['random_return_mean']]
-    ax.bar(arms, means, color=['tab:blue', 'tab:green', 'tab:gray'])
-    for i, arm in enumerate(arms[:2]):
+    arms = ['wrapped', 'random_labels', 'true_reward', 'random']
+    means = [figures[f'{arm}_return_mean'] for arm in arms]
+    ax.bar([a.replace('_', '\n') for a in arms], means,
+           color=['tab:blue', 'tab:orange', 'tab:green', 'tab:gray'])
+    for i, arm in enumerate(arms[:3]):
         ax.scatter([i] * len(SEEDS), figures[f'{arm}_return_per_seed'], color='k', zorder=3, s=12)
     ax.set_ylabel('true return (10 eval episodes)')
     ax.set_title(f"PPO LunarLander-v3, {figures['ppo_steps_per_run']} steps, 8 envs")
