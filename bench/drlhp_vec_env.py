@@ -290,6 +290,10 @@ def plot(figures: dict, path: Path) -> None:
            color=['tab:blue', 'tab:orange', 'tab:green', 'tab:gray'])
     for i, arm in enumerate(arms[:3]):
         ax.scatter([i] * len(SEEDS), figures[f'{arm}_return_per_seed'], color='k', zorder=3, s=12)
+    for i, mean in enumerate(means):
+        ax.annotate(f'{mean:.0f}', (i, mean), textcoords='offset points', ha='center',
+                    xytext=(0, 4 if mean >= 0 else -12), fontsize=8)
+    ax.axhline(0, color='k', linewidth=0.5)
     ax.set_ylabel('true return (10 eval episodes)')
     ax.set_title(f"PPO LunarLander-v3, {figures['ppo_steps_per_run']} steps, 8 envs")
     fig.tight_layout()
