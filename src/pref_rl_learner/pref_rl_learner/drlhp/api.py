@@ -21,8 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from pref_rl_learner.drlhp.client import WorkerClient, label_args
+from pref_rl_learner.drlhp.client import (
+    EnvTrack,
+    WorkerClient,
+    acquire_client,
+    label_args,
+    reward_input_shape,
+)
 from pref_rl_learner.drlhp.config import DrlhpConfig, DrlhpError
+from pref_rl_learner.drlhp.segments import ActionEncoder, ObsTransform, identity_transform
 from pref_rl_learner.reward import RewardEnsemble
 from pref_rl_learner.types import Choice, PreferenceQuery
 
@@ -36,6 +43,23 @@ class PreferenceRewardApi:
     log_dir: Path
 
     # ----------------------------------------------------------------------- lifecycle
+    def _connect(self, config: DrlhpConfig, log_dir: str | Path,
+                 obs_transform: ObsTransform | None, task: str, observation_space: Any,
+                 action_space: Any, tracks: int) -> list[EnvTrack]:
+        """Keep the constructor arguments (what a copy is made from), attach to the
+        ``log_dir``'s client (starting its worker if none runs here) and open; ``tracks``
+        new env tracks on it, one per env of the given (single-env) spaces."""
+        self.config = config
+        self.log_dir = Path(log_dir)
+        self._transform = obs_transform
+        self._task = task
+        transform = obs_transform or identity_transform
+        shape = reward_input_shape(config, transform, observation_space)
+        self._client = acquire_client(config, self.log_dir, shape,
+                                      ActionEncoder(action_space).dim, task)
+        self._closed = False
+        return [EnvTrack(self._client, transform, action_space) for _ in range(tracks)]
+
     def close(self) -> None:
         """Detach from the worker (the last env on the ``log_dir`` stops it, waiting at most
         ``shutdown_timeout_s``), then close the wrapped env(s). Idempotent; never blocks on

@@ -22,9 +22,8 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from pref_rl_learner.drlhp.api import PreferenceRewardApi
-from pref_rl_learner.drlhp.client import EnvTrack, acquire_client, reward_input_shape
 from pref_rl_learner.drlhp.config import DrlhpConfig, DrlhpError
-from pref_rl_learner.drlhp.segments import ActionEncoder, ObsTransform, identity_transform
+from pref_rl_learner.drlhp.segments import ObsTransform
 
 
 class PreferenceRewardVecEnv(PreferenceRewardApi, VecEnvWrapper):
@@ -49,18 +48,9 @@ class PreferenceRewardVecEnv(PreferenceRewardApi, VecEnvWrapper):
 
     def _attach(self, config: DrlhpConfig, log_dir: str | Path,
                 obs_transform: ObsTransform | None, task: str) -> None:
-        self.config = config
-        self.log_dir = Path(log_dir)
-        self._transform = obs_transform
-        self._task = task
-        transform = obs_transform or identity_transform
-        shape = reward_input_shape(config, transform, self.observation_space)
-        self._client = acquire_client(config, self.log_dir, shape,
-                                      ActionEncoder(self.action_space).dim, task)
-        self._tracks = [EnvTrack(self._client, transform, self.action_space)
-                        for _ in range(self.num_envs)]
+        self._tracks = self._connect(config, log_dir, obs_transform, task,
+                                     self.observation_space, self.action_space, self.num_envs)
         self._actions: np.ndarray | None = None
-        self._closed = False
 
     # ------------------------------------------------------------------------ VecEnv
     def reset(self) -> Any:

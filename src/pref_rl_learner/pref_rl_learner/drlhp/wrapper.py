@@ -30,9 +30,8 @@ from typing import Any
 import gymnasium
 
 from pref_rl_learner.drlhp.api import PreferenceRewardApi
-from pref_rl_learner.drlhp.client import EnvTrack, acquire_client, reward_input_shape
 from pref_rl_learner.drlhp.config import DrlhpConfig, DrlhpError
-from pref_rl_learner.drlhp.segments import ActionEncoder, ObsTransform, identity_transform
+from pref_rl_learner.drlhp.segments import ObsTransform
 
 
 class PreferenceRewardWrapper(PreferenceRewardApi, gymnasium.Wrapper,
@@ -68,16 +67,8 @@ class PreferenceRewardWrapper(PreferenceRewardApi, gymnasium.Wrapper,
 
     def _attach(self, config: DrlhpConfig, log_dir: str | Path,
                 obs_transform: ObsTransform | None, task: str) -> None:
-        self.config = config
-        self.log_dir = Path(log_dir)
-        self._transform = obs_transform
-        self._task = task
-        transform = obs_transform or identity_transform
-        shape = reward_input_shape(config, transform, self.env.observation_space)
-        self._client = acquire_client(config, self.log_dir, shape,
-                                      ActionEncoder(self.env.action_space).dim, task)
-        self._track = EnvTrack(self._client, transform, self.env.action_space)
-        self._closed = False
+        self._track, = self._connect(config, log_dir, obs_transform, task,
+                                     self.env.observation_space, self.env.action_space, 1)
 
     # ----------------------------------------------------------------------- gymnasium
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
