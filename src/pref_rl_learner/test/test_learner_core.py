@@ -311,6 +311,34 @@ def test_pacing_holds_segments_until_learning_catches_up(tmp_path, segments):
     unpaced.close()
 
 
+def test_hold_for_labels_keeps_data_back_until_the_session_is_answered(tmp_path, segments):
+    """A replayed bag waits for its labeller: with ``hold_for_labels`` no transition enters
+    while a session's queries are unanswered; the answers let the rest in. Without it the data
+    runs on to the end with nothing answered (the replay session's flake)."""
+    schedule = {'queries_per_session': 5, 'session_interval_steps': 300, 'total_budget': 10}
+    results = {}
+    for hold in (True, False):
+        core = LearnerCore(config(schedule=schedule),
+                           LearnerConfig(max_update_lag=-1, hold_for_labels=hold),
+                           tmp_path / str(hold))
+        asked = []
+        feed(core, segments[:70], asked=asked)  # the first session is due at 600 steps
+        results[hold] = core.status().env_steps, len(asked), core.intake.backlog
+        if hold:
+            assert core.status().phase is Phase.FEEDBACK
+            teacher = Teacher()
+            for query in asked:
+                core.submit_label(teacher.label(query))
+            while core.work_step():
+                pass
+            assert core.status().env_steps == 700 and core.intake.backlog == 0
+            assert core.status().labels_stored == 5 and core.reward_model.version == 1
+        core.close()
+    # The session was asked at 600 steps; the 10 segments after it waited.
+    assert results[True] == (600, 5, 10)
+    assert results[False] == (700, 5, 0)
+
+
 def test_a_sessions_last_label_is_trained_on_after_one_more_update_at_most(tmp_path, segments):
     """A label stops the worker's chunk of SAC updates (training waits for one update, not a
     whole chunk); the new model is announced through ``on_reward_model`` once per training;

@@ -27,6 +27,12 @@ class LearnerConfig:
     flow control follows) only while the worker is at most this many updates behind
     ``updates_per_step`` x transitions, so the robot never outruns learning by more than its
     ``max_steps_ahead`` (as in PEBBLE's one update per env step). Negative: no pacing."""
+    hold_for_labels: bool = False
+    """Pacing: while a feedback session has unanswered queries, received segments wait in the
+    backlog (and ``env_steps`` stays put), so data never runs past the labeller. For data that
+    can wait, such as a replayed bag: without it, a bag replays to its end before a person (or
+    a teacher that is still being discovered) answers, and the run learns from no label. A
+    live robot keeps acting under PEBBLE's schedule instead (off)."""
     update_chunk: int = 8
     """Updates per work step: the worker releases its lock between chunks, so a checkpoint
     or a label never waits for more than one chunk (plus a reward training)."""

@@ -232,6 +232,8 @@ class LearnerCore:
         return allowed - self.state.budgeted_updates
 
     def _may_admit(self) -> bool:
+        if self.learner.hold_for_labels and self.store.pending_queries():
+            return False
         return (self.learner.max_update_lag < 0
                 or self.state.env_steps >= self.config.total_steps
                 or self._lag() <= self.learner.max_update_lag)
