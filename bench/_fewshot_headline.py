@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _run_archive import RunArchive, digest
 from common import RESULTS, write_result
 
 from pref_rl_learner.plotting import first_reaching
@@ -139,21 +140,32 @@ def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: in
     return out
 
 
-def run_figures(run_dirs: list[Path], threshold: float) -> dict:
-    """Per arm and per finished run: queries to ``threshold``, best and final success, queries
-    asked (a run still going, or paused, is counted in ``runs_unfinished`` only)."""
-    arms: dict[str, dict] = {arm: {'runs': [], 'runs_unfinished': 0} for arm in ARMS}
+def finished_runs(run_dirs: list[Path]) -> tuple[list[dict], dict[str, int]]:
+    """The finished runs among ``run_dirs`` as ``{'run', 'overrides', 'eval'}`` (the eval
+    curve's columns), and per arm the runs still going or paused."""
+    done, unfinished = [], {arm: 0 for arm in ARMS}
     for run_dir in run_dirs:
         if not is_finished(run_dir):
             if (run_dir / 'sweep_run.json').exists():
-                arms[arm_of(overrides_of(run_dir))]['runs_unfinished'] += 1
+                unfinished[arm_of(overrides_of(run_dir))] += 1
             continue
-        evals = read_csv(run_dir / 'eval.csv')  # finished: evaluated at its last step
-        overrides = overrides_of(run_dir)
+        done.append({'run': run_dir.name, 'overrides': overrides_of(run_dir),
+                     'eval': read_csv(run_dir / 'eval.csv')})  # evaluated at its last step
+    return done, unfinished
+
+
+def run_figures(runs: list[dict], unfinished: dict[str, int], threshold: float) -> dict:
+    """Per arm and per finished run (``finished_runs``' or a kept record): queries to
+    ``threshold``, best and final success, queries asked; ``unfinished``: per arm, the runs
+    still going or paused (counted in ``runs_unfinished`` only)."""
+    arms: dict[str, dict] = {arm: {'runs': [], 'runs_unfinished': unfinished.get(arm, 0)}
+                             for arm in ARMS}
+    for run in runs:
+        evals, overrides = run['eval'], run['overrides']
         arm = arm_of(overrides)
         queries, step = first_reaching(evals, threshold)
         arms[arm]['runs'].append({
-            'run': run_dir.name, 'target': str(overrides['goal']), 'seed': overrides.get('seed'),
+            'run': run['run'], 'target': str(overrides['goal']), 'seed': overrides.get('seed'),
             'queries_to_threshold': queries, 'steps_to_threshold': step,
             'reached_threshold': queries is not None,
             'best_success': round(max(evals['success_rate']), 3),
@@ -266,7 +278,7 @@ def schedule_floor(arms: dict, threshold: float) -> dict:
     }
 
 
-def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: float) -> Path:
+def plot(runs: list[dict], arms: dict, out: Path, title: str, threshold: float) -> Path:
     """Success against queries (mean and spread over runs), success against env steps, and
     queries to the threshold per run with the fraction of runs that got there."""
     import matplotlib
@@ -275,9 +287,8 @@ def plot(run_dirs: list[Path], arms: dict, out: Path, title: str, threshold: flo
     import matplotlib.pyplot as plt
 
     curves: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for run_dir in run_dirs:
-        if is_finished(run_dir):
-            curves[arm_of(overrides_of(run_dir))].append(read_csv(run_dir / 'eval.csv'))
+    for run in runs:
+        curves[arm_of(run['overrides'])].append(run['eval'])
     fig, (by_queries, by_steps, per_run) = plt.subplots(1, 3, figsize=(15, 4.6))
     colors = dict(zip(ARMS, ('tab:green', 'tab:blue', 'tab:orange', 'tab:red', 'tab:gray'),
                       strict=True))
@@ -367,12 +378,19 @@ def main(headline: Headline, doc: str) -> None:
     parser.add_argument('--quick', action='store_true',
                         help='one target, one seed, short runs, 50%% threshold, nothing '
                              'written to bench/results: a smoke test of the pipeline')
+    parser.add_argument('--archive', type=Path, default=RESULTS / 'runs' / headline.name,
+                        help='where the finished runs and the prior are kept (in the '
+                             'repository: a fresh machine resumes from them)')
     args = parser.parse_args()
     started = time.monotonic()
     dataset = ROOT / 'datasets' / headline.dataset
     eval_dataset = ROOT / 'datasets' / f'{headline.dataset}_eval'
     pretrain = ROOT / 'runs' / headline.pretrain_dir
-    if not (dataset / 'manifest.json').exists():
+    archive = RunArchive(args.archive)
+    if not args.quick and archive.restore_prior(pretrain):
+        print(f'[{headline.name}] the kept prior {args.archive / archive.PRIOR} restored '
+              f'into {pretrain}', flush=True)
+    if not (pretrain / 'best_model.pt').exists() and not (dataset / 'manifest.json').exists():
         _run(headline.name, ['pref-rl', 'collect', headline.family, '--out', str(dataset),
                              *headline.collect_args, '--eval-tasks-per-env', '0',
                              '--no-progress'])
@@ -389,18 +407,38 @@ def main(headline: Headline, doc: str) -> None:
                              *headline.eval_collect_args, '--tasks-per-env', '0',
                              '--eval-tasks-per-env', headline.eval_tasks, '--no-progress'])
     sweep = ROOT / 'config' / 'sweeps' / headline.sweep
+    kept: list[dict] = []
     if args.quick:
         sweep = _quick_sweep(sweep, headline.quick_steps)
         args.threshold, args.out = 0.5, Path(tempfile.mkdtemp()) / 'sweep'
+    else:
+        archive.keep_prior(pretrain)
+        key = digest(sweep, pretrain / 'best_model.pt')
+        kept, stale = archive.records(key)
+        print(f'[{headline.name}] {len(kept)} finished run(s) kept in {args.archive}'
+              + (f'; {len(stale)} stale (another sweep, base config or prior), left out'
+                 if stale else ''), flush=True)
     if not args.summarize_only:
         resume = ['--resume'] if args.out.exists() else []
+        here = {p.parent.name for p in args.out.glob('*/sweep_run.json')
+                if is_finished(p.parent)}
+        skip = [f'--skip={r["run"]}' for r in kept if r['run'] not in here]
         _run(headline.name, ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
-                             '--jobs', str(args.jobs), '--no-progress', *resume])
+                             '--jobs', str(args.jobs), '--no-progress', *resume, *skip])
     run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json'))
+    runs, unfinished = finished_runs(run_dirs)
+    if not args.quick:
+        for run in runs:
+            archive.keep(args.out / run['run'], key)
+        names = {run['run'] for run in runs}
+        runs += [r for r in kept if r['run'] not in names]
+        for run_dir in run_dirs:  # a kept run left unfinished here is done, not going
+            if run_dir.name in {r['run'] for r in kept} and not is_finished(run_dir):
+                unfinished[arm_of(overrides_of(run_dir))] -= 1
     spec = json.loads(sweep.read_text())
     support = int(spec['grid'].get('schedule.queries_per_session', [6])[0])
     priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, support)
-    arms = run_figures(run_dirs, args.threshold)
+    arms = run_figures(runs, unfinished, args.threshold)
     planned = len(spec['grid']['goal']) * len(next(iter(spec['paired_keys'][0].values()))) * (
         spec['seeds'] if isinstance(spec['seeds'], int) else len(spec['seeds']))
     figures = {
@@ -417,7 +455,7 @@ def main(headline: Headline, doc: str) -> None:
     if args.quick:
         print(json.dumps({k: v for k, v in figures.items() if k != 'arms'}, indent=1))
         return
-    plot(run_dirs, arms, RESULTS / f'{headline.name}.png', headline.title, args.threshold)
+    plot(runs, arms, RESULTS / f'{headline.name}.png', headline.title, args.threshold)
     print(write_result(headline.name, figures, headline.notes))
 
 

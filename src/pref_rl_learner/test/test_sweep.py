@@ -38,6 +38,7 @@ from pref_rl_learner.sweep.runs import (
     RUN_RECORD,
     format_results,
     prepare_output,
+    skip_runs,
     write_results,
 )
 from pref_rl_learner.sweep.slurm import SlurmOptions, allocation_groups, import_submitit
@@ -384,6 +385,22 @@ def test_cli_reports_a_bad_sweep(tmp_path, capsys):
     bad = _write(tmp_path, _sweep(grid={'reward_training.lrr': [1]}))
     assert main(['sweep', str(bad), '--out', str(tmp_path / 'o'), '--dry-run']) == 2
     assert "pref-rl sweep: error: " in capsys.readouterr().err
+
+
+def test_skip_leaves_out_runs_done_elsewhere_and_refuses_a_pattern_matching_none(
+        tmp_path, capsys):
+    spec = parse_sweep(_sweep(grid={'total_steps': [5000, 6000]}, seeds=2), REPO)
+    runs = expand_sweep(spec)
+    kept = skip_runs(runs, ['total_steps=5000-s1', '*6000-s0'])
+    assert [r.name for r in kept] == ['total_steps=5000-s0', 'total_steps=6000-s1']
+    with pytest.raises(SweepError, match="--skip 'total_steps=7000-s0' matches no run"):
+        skip_runs(runs, ['total_steps=7000-s0'])
+    sweep_file = _write(tmp_path, _sweep(grid={'total_steps': [5000, 6000]}, seeds=2))
+    assert main(['sweep', str(sweep_file), '--out', str(tmp_path / 'o'), '--dry-run',
+                 '--skip', '*-s1']) == 0
+    printed = capsys.readouterr().out
+    assert '2 of 4 run(s) left out by --skip' in printed
+    assert 'total_steps=5000-s0' in printed and 'total_steps=5000-s1' not in printed
 
 
 # ----------------------------------------------------------------------------- SLURM

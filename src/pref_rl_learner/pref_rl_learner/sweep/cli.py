@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help='skip finished runs in OUT, continue the others from their '
                             'checkpoints')
     sweep.add_argument('--no-progress', action='store_true', help='no progress bar')
+    sweep.add_argument('--skip', action='append', default=[], metavar='NAME',
+                       help='leave out the runs with this name (shell patterns such as '
+                            '"*-s1" work; repeat it for more): runs done elsewhere. A pattern '
+                            'that matches no run is an error')
     local = sweep.add_argument_group('local runner')
     local.add_argument('--cpus', default=None, metavar='LIST',
                        help='CPUs to use, e.g. 0-3,6 (default: all this process may use)')
@@ -67,11 +71,20 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     """Handler of ``pref-rl sweep``."""
     from pref_rl_learner.sweep.grid import expand_sweep, load_sweep, validate_runs
     from pref_rl_learner.sweep.local import LocalRunner, parse_cpus, parse_gpus, plan_slots
-    from pref_rl_learner.sweep.runs import format_results, prepare_output, write_results
+    from pref_rl_learner.sweep.runs import (
+        format_results,
+        prepare_output,
+        skip_runs,
+        write_results,
+    )
 
     spec = load_sweep(args.file)
     runs = expand_sweep(spec)
     validate_runs(spec, runs)
+    if args.skip:
+        kept = skip_runs(runs, args.skip)
+        print(f'{len(runs) - len(kept)} of {len(runs)} run(s) left out by --skip')
+        runs = kept
     out = args.out.resolve()
     if args.slurm:
         return _slurm(args, spec, runs, out)

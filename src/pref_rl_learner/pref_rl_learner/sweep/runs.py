@@ -10,6 +10,7 @@ table. Shared by the local runner and the SLURM submission.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import math
@@ -115,6 +116,21 @@ def write_run_record(spec: SweepSpec, run: SweepRun, run_dir: Path, command: Seq
               'overrides': dict(run.overrides), 'command': list(command), 'status': status,
               'exit_code': exit_code, 'time': time.strftime('%Y-%m-%dT%H:%M:%S')}
     atomic_write_bytes(run_dir / RUN_RECORD, (json.dumps(record, indent=2) + '\n').encode())
+
+
+def skip_runs(runs: Sequence[SweepRun], patterns: Sequence[str]) -> list[SweepRun]:
+    """The runs whose names match none of the shell-style ``patterns`` (``--skip``: runs done
+    elsewhere, e.g. kept as records by a benchmark on another machine).
+
+    Raises:
+        SweepError: a pattern matches no run of the sweep (a typo would skip nothing).
+    """
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(r.name, p) for r in runs)]
+    if unmatched:
+        raise SweepError(f'--skip {unmatched[0]!r} matches no run of this sweep'
+                         + (f' (and {len(unmatched) - 1} more patterns)'
+                            if len(unmatched) > 1 else ''))
+    return [r for r in runs if not any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
 
 
 def prepare_output(spec: SweepSpec, runs: Sequence[SweepRun], out: Path,
