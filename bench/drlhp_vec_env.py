@@ -63,8 +63,7 @@ def drlhp_config(seed: int, teacher_preset: str = 'oracle'):
         reward_model=RewardModelConfig(hidden_sizes=(64, 64), device='cpu'),
         reward_training=RewardTrainingConfig(random_response=0.1, adaptive_l2=True,
                                              weight_decay=1e-4, max_epochs=100,
-                                             batch_size=64),
-        gradient_steps_per_training=100)
+                                             batch_size=64, max_gradient_steps=100))
 
 
 def ppo(env, seed: int):

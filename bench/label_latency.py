@@ -20,6 +20,11 @@ Arms (each a ``pref-rl train`` YAML run by the learner node; the budget is set h
 - ``full_retraining`` (PEBBLE, config/bench_latency_pebble.yaml): the ensemble is trained on
   every stored label (Adam, up to ``reward_training.max_epochs`` epochs, stopping at 97%
   training accuracy);
+- ``bounded_retraining``: the same YAML with ``reward_training.max_gradient_steps: 20``:
+  each session trains the ensemble, warm-started, for at most 20 gradient steps whatever the
+  labels (the bound a running session with a person waiting uses). Its learning control:
+  its own labels replayed session by session into two ensembles of the same seed, bounded
+  and unbounded, both scored on the labels the run asked after the first 300;
 - ``fewshot`` (config/bench_latency_fewshot.yaml): each session resets the ensemble to the
   MAML meta-initialisation and adapts it with the learned per-parameter learning rates for a
   bounded number of epochs (needs ``runs/pretrain_point_mass/best_model.pt``: ``pref-rl
@@ -79,17 +84,24 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / 'install'
 LEARNER = INSTALL / 'pref_rl_learner' / 'lib' / 'pref_rl_learner' / 'learner'
 ROBOT = INSTALL / 'pref_rl_robot' / 'lib' / 'pref_rl_robot' / 'robot'
+BOUNDED_STEPS = 20
+"""``reward_training.max_gradient_steps`` of the ``bounded_retraining`` arm."""
 ARMS = {
-    'full_retraining': ROOT / 'config' / 'bench_latency_pebble.yaml',
-    'fewshot': ROOT / 'config' / 'bench_latency_fewshot.yaml',
+    'full_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml', {}),
+    'bounded_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml',
+                           {'max_gradient_steps': BOUNDED_STEPS}),
+    'fewshot': (ROOT / 'config' / 'bench_latency_fewshot.yaml', {}),
 }
-LIMIT_P95_MS = {'full_retraining': 1000.0, 'fewshot': 300.0}
+"""Each arm's train YAML and its ``reward_training`` overrides."""
+LIMIT_P95_MS = {'full_retraining': 1000.0, 'bounded_retraining': 1000.0, 'fewshot': 300.0}
 """Issue 18's limits on the p95 latency at 300 labels."""
 PRETRAINED = ROOT / 'runs' / 'pretrain_point_mass' / 'best_model.pt'
-PEER = ('full retraining (PEBBLE) against few-shot adaptation in the same session setup, each '
-        'against its limit (p95 1000 / 300 ms at 300 labels) and against the code before '
-        "(before_*); adapt_*: batched adaptation against the per-member autograd loop it "
-        'replaced, same labels, seed and epochs')
+PEER = ('full retraining (PEBBLE) against few-shot adaptation and against PEBBLE with the '
+        'training bounded to reward_training.max_gradient_steps (bounded_retraining) in the '
+        'same session setup, each against its limit (p95 1000 / 300 ms at 300 labels); '
+        "bounded_retraining_learning_control_*: the bounded arm's labels replayed with and "
+        "without the bound, scored on its later labels; adapt_*: batched adaptation against "
+        'the per-member autograd loop it replaced, same labels, seed and epochs')
 
 
 class Labeller:
@@ -147,13 +159,16 @@ class Labeller:
         self.node.destroy_node()
 
 
-def arm_config(base: Path, budget: int, work: Path) -> Path:
-    """``base`` with the feedback budget ``budget`` and an absolute pretrained path."""
+def arm_config(arm: str, budget: int, work: Path) -> Path:
+    """The arm's YAML with its ``reward_training`` overrides, the feedback budget ``budget``
+    and an absolute pretrained path."""
+    base, training = ARMS[arm]
     config = yaml.safe_load(base.read_text())
     config['schedule']['total_budget'] = budget
+    config['reward_training'] = {**config.get('reward_training', {}), **training}
     if 'pretrained_reward' in config:
         config['pretrained_reward'] = str(ROOT / config['pretrained_reward'])
-    path = work / base.name
+    path = work / f'{arm}.yaml'
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -322,6 +337,47 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
             'adapt_loop_member_accuracy': [round(a, 4) for a in accuracy['loop']]}
 
 
+def learning_control(run_dir: Path, config: Path, labels: int, per_session: int) -> dict:
+    """What bounding costs in learning: the bounded arm's own labels replayed in its sessions
+    (``per_session`` more each, up to ``labels``) into two ensembles of the same seed, one
+    trained as the arm (at most ``max_gradient_steps`` steps a session, warm-started), one
+    without the cap (full retraining); both scored on the labels the run asked after
+    ``labels`` (held out: neither trained on them)."""
+    from pref_rl_learner.config import from_mapping
+    from pref_rl_learner.pebble.config import TrainConfig
+    from pref_rl_learner.pebble.reward_learning import run_store_config
+    from pref_rl_learner.preferences.store import PreferenceStore
+    from pref_rl_learner.reward import RewardEnsemble, RewardTrainer
+    from pref_rl_learner.testing import one_torch_thread
+
+    train_config = from_mapping(TrainConfig, yaml.safe_load(config.read_text()))
+    store_config = run_store_config(train_config.store, train_config.reward_training,
+                                    train_config.seed)
+    with PreferenceStore.open(run_dir / 'preferences', store_config) as store:
+        batch, _ = store.preference_batches()
+    held_out = type(batch)(*(field[labels:] for field in batch))
+    if held_out.num_pairs == 0:
+        return {'learning_control_skipped': f'no label beyond the first {labels}'}
+    shape, action_dim = batch.left_observations.shape[2:], batch.left_actions.shape[2]
+    out = {'learning_control_held_out_labels': held_out.num_pairs}
+    with one_torch_thread():
+        for name, cap in (('bounded', train_config.reward_training.max_gradient_steps),
+                          ('full', 0)):
+            training = dataclass_replace(train_config.reward_training, max_gradient_steps=cap)
+            model = RewardEnsemble(tuple(shape), int(action_dim), train_config.reward_model,
+                                   seed=train_config.seed)
+            trainer = RewardTrainer(model, training, seed=train_config.seed)
+            steps, start = 0, time.process_time()
+            for count in range(per_session, labels + 1, per_session):
+                steps += trainer.train(type(batch)(*(f[:count] for f in batch))).gradient_steps
+            seconds = time.process_time() - start
+            out.update({f'learning_control_{name}_held_out_accuracy': round(
+                            trainer.evaluate(held_out)[1], 3),
+                        f'learning_control_{name}_gradient_steps': steps,
+                        f'learning_control_{name}_cpu_s': round(seconds, 1)})
+    return out
+
+
 def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats: int) -> dict:
     """The machine's limit for the few-shot arm at these labels: the matrix products of a
     full adaptation (every epoch, as ``forced``) and of the fallback's Adam training (every
@@ -390,7 +446,7 @@ def main() -> None:
         path = RESULTS / 'label_latency.json'
         result = json.loads(path.read_text())
         peer = adaptation_peer(args.peer_from / 'fewshot',
-                               args.peer_from / ARMS['fewshot'].name, result['labels'],
+                               args.peer_from / 'fewshot.yaml', result['labels'],
                                args.repeats)
         print(f'[label_latency] adaptation: {peer}', flush=True)
         result.update(peer)
@@ -399,7 +455,8 @@ def main() -> None:
         return
     if args.quick:
         args.labels, args.sessions, args.repeats = 30, 3, 1
-    per_session = yaml.safe_load(ARMS['fewshot'].read_text())['schedule']['queries_per_session']
+    per_session = yaml.safe_load(ARMS['fewshot'][0].read_text())['schedule'][
+        'queries_per_session']
     budget = args.labels + per_session * (args.sessions - 1)
     work = Path(tempfile.mkdtemp(prefix='pref-rl-label-latency-'))
     print(f'[label_latency] work directory {work}', flush=True)
@@ -412,7 +469,7 @@ def main() -> None:
                 print(f'[label_latency] {arm}: skipped, {PRETRAINED} missing', flush=True)
                 figures[f'{arm}_skipped'] = f'{PRETRAINED.relative_to(ROOT)} missing'
                 continue
-            config = arm_config(ARMS[arm], budget, work)
+            config = arm_config(arm, budget, work)
             run_dir = work / arm
             figures.update({f'{arm}_{key}_before': value
                             for key, value in machine_state().items()})
@@ -424,6 +481,11 @@ def main() -> None:
                              learner_fits(work / f'{config.stem}.log'))
             print(f'[label_latency] {arm}: {result}', flush=True)
             figures.update({f'{arm}_{key}': value for key, value in result.items()})
+            figures[f'{arm}_commit'] = machine()['commit']
+            if arm == 'bounded_retraining':
+                control = learning_control(run_dir, config, args.labels, per_session)
+                print(f'[label_latency] {arm}: {control}', flush=True)
+                figures.update({f'{arm}_{key}': value for key, value in control.items()})
             if arm == 'fewshot' and args.adaptation_peer:
                 peer = adaptation_peer(run_dir, config, args.labels, args.repeats)
                 print(f'[label_latency] adaptation: {peer}', flush=True)
@@ -441,6 +503,17 @@ def main() -> None:
     if args.quick:
         print(figures)
         return
+    previous = RESULTS / 'label_latency.json'
+    if set(args.arms) != set(ARMS) and previous.exists():
+        # A subset of the arms: the others keep their figures (each names its commit).
+        kept = {key: value for key, value in json.loads(previous.read_text()).items()
+                if key.startswith(tuple(a for a in ARMS if a not in args.arms))
+                or key.startswith(('adapt_', 'fallback_', 'before_'))}
+        for arm in ARMS:
+            if arm not in args.arms and any(k.startswith(arm) for k in kept):
+                kept.setdefault(f'{arm}_commit', json.loads(previous.read_text())[
+                    'machine']['commit'])
+        figures = {**kept, **figures}
     print(write_result(
         'label_latency', figures,
         'Limits (issue 18): p95 <= 300 ms few-shot, <= 1000 ms full retraining, at 300 '

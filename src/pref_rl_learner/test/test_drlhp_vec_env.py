@@ -31,12 +31,13 @@ def small_config(**overrides) -> DrlhpConfig:
     """Clips of 10 steps, a session of 8 queries every 200 steps, a small fast ensemble."""
     base = dict(
         segment_length=10, store_fsync=False, min_labels_to_train=8, checkpoint_interval=0,
-        min_session_clips=16, gradient_steps_per_training=20,
+        min_session_clips=16,
         schedule=FeedbackScheduleConfig(kind='constant', queries_per_session=8,
                                         session_interval_steps=200, total_budget=64),
         reward_model=RewardModelConfig(hidden_sizes=(32, 32), device='cpu'),
         reward_training=RewardTrainingConfig(random_response=0.1, adaptive_l2=True,
-                                             weight_decay=1e-4, batch_size=32))
+                                             weight_decay=1e-4, batch_size=32,
+                                             max_gradient_steps=20))
     base.update(overrides)
     return DrlhpConfig(**base)
 

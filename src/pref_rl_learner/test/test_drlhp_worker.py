@@ -259,18 +259,20 @@ def test_training_cost_is_capped_in_gradient_steps_not_labels(tmp_path):
                        total_budget=1000)
     training = replace(point_mass_config().reward_training, batch_size=8, max_epochs=50)
     capped = make_worker(tmp_path / 'capped', point_mass_config(
-        schedule=schedule, reward_training=training, gradient_steps_per_training=24), [])
+        schedule=schedule, reward_training=replace(training, max_gradient_steps=24)), [])
     free = make_worker(tmp_path / 'free', point_mass_config(
-        schedule=schedule, reward_training=training, gradient_steps_per_training=0), [])
+        schedule=schedule, reward_training=replace(training, max_gradient_steps=0)), [])
     for worker in (capped, free):
         feed(worker, [c._replace(env_steps=100) for c in clips])
         worker.run_session()
         worker.train()
     train_pairs = capped.store.counts()['train']
     batches = -(-train_pairs // 8)
-    assert batches > 4
-    assert capped.last_report['epochs'] == max(1, 24 // batches)  # ≤ 24 steps
+    assert batches > 4 and 24 % batches  # the cap ends an epoch part way
+    assert capped.last_report['gradient_steps'] == 24
+    assert capped.last_report['epochs'] == -(-24 // batches)
     assert free.last_report['epochs'] == 50  # target_accuracy None: every epoch runs
+    assert free.last_report['gradient_steps'] == 50 * batches
     for worker in (capped, free):
         worker.close()
 

@@ -78,6 +78,28 @@ def test_learns_known_reward_to_95_percent_on_held_out_pairs():
     assert np.corrcoef(predicted, true)[0, 1] > 0.9
 
 
+def test_a_step_capped_training_costs_the_same_at_any_label_count_and_still_learns():
+    """``max_gradient_steps``: each session's training takes exactly the cap (the last epoch
+    part way), warm-started, so after sessions of growing labels the reward is as good on
+    held-out pairs as the uncapped one's, at a fraction of the steps."""
+    held_out = reach_pairs(1, 1000)
+    labels = reach_pairs(0, 600)
+    runs = {}
+    for cap in (12, 0):
+        model, trainer = model_and_trainer(lr=1e-3, batch_size=64, max_gradient_steps=cap,
+                                           max_epochs=20, target_accuracy=None)
+        steps = []
+        for count in range(100, 601, 100):  # six sessions of 100 more labels
+            report = trainer.train(PreferenceBatch(*(a[:count] for a in labels)))
+            steps.append(report.gradient_steps)
+        runs[cap] = steps, trainer.evaluate(held_out)[1]
+    capped_steps, capped_accuracy = runs[12]
+    free_steps, free_accuracy = runs[0]
+    assert capped_steps == [12] * 6  # 2, 4, ..., 10 batches an epoch: epochs cut part way
+    assert free_steps == [20 * -(-n // 64) for n in range(100, 601, 100)]
+    assert capped_accuracy >= 0.9 and capped_accuracy >= free_accuracy - 0.03, runs
+
+
 def test_stops_at_target_accuracy_before_the_epoch_cap():
     torch.manual_seed(0)
     model, trainer = model_and_trainer(hidden=(32, 32), lr=1e-3, max_epochs=200,

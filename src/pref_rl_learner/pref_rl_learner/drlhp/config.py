@@ -39,7 +39,7 @@ class WorkerError(DrlhpError):
 
 def _drlhp_training() -> RewardTrainingConfig:
     return RewardTrainingConfig(random_response=0.1, adaptive_l2=True, weight_decay=1e-4,
-                                max_epochs=100)
+                                max_epochs=100, max_gradient_steps=100)
 
 
 def _drlhp_schedule() -> FeedbackScheduleConfig:
@@ -87,7 +87,10 @@ class DrlhpConfig:
     wrapper's local copy always runs on the CPU; ``device`` applies to the worker."""
     reward_training: RewardTrainingConfig = field(default_factory=_drlhp_training)
     """Training: ``random_response=0.1`` is DRLHP's 10%-random-answer model,
-    ``adaptive_l2`` keeps val loss within ``l2_band`` (1.1–1.5) × train loss."""
+    ``adaptive_l2`` keeps val loss within ``l2_band`` (1.1–1.5) × train loss, and a training
+    is at most ``max_gradient_steps`` (100) steps, warm-started from the previous weights and
+    optimiser, so it costs the same with 50 labels or 5,000 and the worker keeps up with a
+    fast agent (0: every training runs up to ``max_epochs`` epochs over every label)."""
     normalize_reward: bool = True
     """Refit the reward normalisation (zero mean, unit std) on recent segments after every
     training; False leaves the raw member-mean reward."""
@@ -99,12 +102,6 @@ class DrlhpConfig:
     """Byte budget of that pool: the oldest clips go once their arrays hold more (a clip of
     ``T`` steps holds ``T + 1`` observations, uint8 for pixels: about 0.3 MB for 25 steps of
     64×64×3 frames). Queried clips are kept in the preference store, which never evicts."""
-    gradient_steps_per_training: int = 100
-    """Most gradient steps (batches of ``reward_training.batch_size`` pairs per member) in
-    one training, warm-started from the previous weights and optimiser, so a training costs
-    the same with 50 labels or 5,000 and the worker keeps up with a fast agent; stops
-    earlier at ``reward_training.target_accuracy`` or ``max_epochs``. 0: no cap (every
-    training runs up to ``max_epochs`` epochs over every label)."""
     min_session_clips: int = 0
     """Clips the pool must hold before the first session (0: twice
     ``schedule.queries_per_session``), so the first session asks its full size from a pool
@@ -152,7 +149,7 @@ class DrlhpConfig:
                          ('normalizer_samples', 1), ('segment_pool_size', 2),
                          ('queue_size', 1), ('checkpoint_interval', 0),
                          ('worker_torch_threads', 1), ('segment_pool_bytes', 1),
-                         ('gradient_steps_per_training', 0), ('min_session_clips', 0)):
+                         ('min_session_clips', 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f'{name}.{key}: {getattr(self, key)} must be >= {low}')
         for key in ('reply_timeout_s', 'shutdown_timeout_s'):

@@ -16,8 +16,8 @@ drains while training runs; the pool keeps to ``segment_pool_size`` clips and
 ``segment_pool_bytes``). The main thread loops: hold the next feedback session the schedule
 says is due (select pairs from the clips closed by its step, store the queries, ask the
 gatherer, store its answers), then, when new labels have arrived, train the ensemble for at
-most ``gradient_steps_per_training`` steps (warm-started, so the cost does not grow with the
-labels), refit the reward normalisation and publish the weights. Sessions that fell due
+most ``reward_training.max_gradient_steps`` steps (warm-started, so the cost does not grow
+with the labels), refit the reward normalisation and publish the weights. Sessions that fell due
 meanwhile are held one after the other, never skipped; ``status`` reports the backlog.
 Labels are appended to the durable :class:`~pref_rl_learner.preferences.PreferenceStore` in
 ``log_dir/preferences`` before anything trains on them; the store never evicts one.
@@ -297,7 +297,7 @@ class PreferenceWorker:
                 and counts['labelled'] != self.trained_on_labels)
 
     def train(self) -> None:
-        """One training on the stored labels (at most ``gradient_steps_per_training``
+        """One training on the stored labels (at most ``reward_training.max_gradient_steps``
         steps, warm-started), then normalisation and publication."""
         from pref_rl_learner.drlhp.model_io import checkpoint_path, save_reward_checkpoint
 
@@ -307,7 +307,7 @@ class PreferenceWorker:
         else:
             self.trained_on_labels = self.store.counts()['labelled']
             train, val = self.store.preference_batches()
-        report = self.preferences.train(train, val, self._epoch_cap(train.num_pairs))
+        report = self.preferences.train(train, val)
         if config.normalize_reward:
             obs, act = self._normalizer_sample(train)
             self.model.fit_normalizer(obs, act)
@@ -316,22 +316,14 @@ class PreferenceWorker:
             self.last_report = {
                 'train_accuracy': report.train_accuracy, 'train_loss': report.train_loss,
                 'val_accuracy': _nan(report.val_accuracy), 'val_loss': _nan(report.val_loss),
-                'l2_weight': report.l2_weight, 'epochs': report.epochs}
+                'l2_weight': report.l2_weight, 'epochs': report.epochs,
+                'gradient_steps': report.gradient_steps}
         if config.checkpoint_interval and self.trainings % config.checkpoint_interval == 0:
             save_reward_checkpoint(checkpoint_path(self.log_dir, self.trainings), self.model,
                                    self.trainings, {'trainer': self.trainer.state_dict()})
         from pref_rl_learner.drlhp.model_io import weights_to_numpy
         self.publish(('model', self.model.version, self.trainings,
                       weights_to_numpy(self.model), self.status()))
-
-    def _epoch_cap(self, pairs: int) -> int | None:
-        """Epochs that make at most ``gradient_steps_per_training`` steps over ``pairs``."""
-        config = self.config
-        if not config.gradient_steps_per_training:
-            return None
-        per_epoch = -(-pairs // config.reward_training.batch_size)
-        return max(1, min(config.reward_training.max_epochs,
-                          config.gradient_steps_per_training // max(per_epoch, 1)))
 
     def _normalizer_sample(self, train: PreferenceBatch) -> tuple[np.ndarray, np.ndarray]:
         """Recent transitions from the pool (up to the last session's step, so the same

@@ -156,8 +156,10 @@ class FewShotTrainer:
         self.counts[path] += 1
         val_loss, val_acc = (None, None) if val is None else self.fallback_trainer.evaluate(val)
         self.model.version += 1
+        batches = -(-train.num_pairs // self.training.batch_size)
         return FewShotReport(
-            epochs=steps, train_loss=train_loss, train_accuracy=adapt_acc,
+            epochs=steps, gradient_steps=steps * batches, train_loss=train_loss,
+            train_accuracy=adapt_acc,
             member_train_accuracy=tuple(float(a) for a in member_acc), val_loss=val_loss,
             val_accuracy=val_acc, l2_weight=self.fallback_trainer.l2_weight,
             reached_target=reached, seconds=time.perf_counter() - start, path=path,

@@ -151,16 +151,13 @@ class PreferenceLearning:
         return chosen, sampler
 
     # ---------------------------------------------------------------------------- reward
-    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None,
-              max_epochs: int | None = None) -> TrainingReport:
+    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None
+              ) -> TrainingReport:
         """Train (or adapt) the model on ``train`` (``val``, when it has pairs, is used by
-        adaptive L2 and reported); increments ``model.version``. ``max_epochs`` caps this
-        training (a :class:`~pref_rl_learner.reward.RewardTrainer` takes it; other learners
-        are called without it)."""
+        adaptive L2 and reported); increments ``model.version``. The trainer's config bounds
+        the training (``reward_training.max_epochs``, ``max_gradient_steps``)."""
         val = val if val is not None and val.num_pairs else None
-        if max_epochs is None:
-            return self.trainer.train(train, val)
-        return self.trainer.train(train, val, max_epochs=max_epochs)
+        return self.trainer.train(train, val)
 
     # ------------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

@@ -46,6 +46,12 @@ class RewardTrainingConfig:
     """Cap on epochs per :meth:`RewardTrainer.train` call. B-Pref/PEBBLE use 200 (its
     ``reward_update``); the few-shot code allows 25k, which only matters for a handful of pairs
     (an epoch is then one step). 200 epochs over 1000 pairs at batch 256 is 800 steps."""
+    max_gradient_steps: int = 0
+    """Cap on gradient steps (batches of ``batch_size`` pairs per member) per
+    :meth:`RewardTrainer.train` call, on top of ``max_epochs``; the last epoch may stop part
+    way. Warm-started from the previous weights and optimiser, a training then costs the same
+    with 50 labels or 5,000: the bound on label → reward latency (DRLHP's worker, a running
+    session). 0: no cap (``max_epochs`` epochs over every label, as B-Pref)."""
     target_accuracy: float | None = 0.97
     """Stop once every member's training accuracy over an epoch is at least this (B-Pref 0.97,
     few-shot 0.95); None always trains ``max_epochs``."""
@@ -71,6 +77,7 @@ class RewardTrainingConfig:
         checks = {
             'lr': self.lr > 0, 'batch_size': self.batch_size >= 1,
             'max_epochs': self.max_epochs >= 1,
+            'max_gradient_steps': self.max_gradient_steps >= 0,
             'target_accuracy': self.target_accuracy is None or 0 < self.target_accuracy <= 1,
             'random_response': 0 <= self.random_response < 1,
             'weight_decay': self.weight_decay >= 0,
@@ -87,7 +94,9 @@ class TrainingReport:
     """Outcome of one :meth:`RewardTrainer.train` call."""
 
     epochs: int
-    """Epochs run."""
+    """Epochs run (the last one possibly part way, under ``max_gradient_steps``)."""
+    gradient_steps: int
+    """Gradient steps taken."""
     train_loss: float
     """Preference loss (no L2 term) over the last epoch, mean over members."""
     train_accuracy: float
@@ -168,20 +177,22 @@ class RewardTrainer:
         config, model = self.config, self.model
         data = pair_tensors(self.model, train, 'train')
         val_data = None if val is None else pair_tensors(self.model, val, 'val')
-        decisive = int((data.targets != 0.5).sum())
         model.train()
-        reached, epochs = False, 0
+        reached, epochs, steps = False, 0, 0
         cap = config.max_epochs if max_epochs is None else max(1, int(max_epochs))
-        while epochs < cap:
+        step_cap = config.max_gradient_steps or math.inf
+        while epochs < cap and steps < step_cap:
             epochs += 1
-            loss_sum, correct = self._epoch(data)
-            train_loss = float(loss_sum.mean()) / data.targets.shape[0]
-            member_acc = (correct / decisive).tolist() if decisive else \
-                [math.nan] * model.ensemble_size
+            loss_sum, correct, decisive, seen, taken = self._epoch(data, step_cap - steps)
+            steps += taken
+            train_loss = float(loss_sum.mean()) / seen
+            # Over the pairs this epoch saw (all of them unless the step cap cut it short).
+            member_acc = [float(c / d) if d else math.nan
+                          for c, d in zip(correct.tolist(), decisive.tolist(), strict=True)]
             if config.adaptive_l2 and val_data is not None:
                 self._adapt_l2(self._evaluate(data)[0], self._evaluate(val_data)[0])
             target = config.target_accuracy
-            if target is not None and decisive and min(member_acc) >= target:
+            if target is not None and all(a >= target for a in member_acc):  # NaN: never
                 reached = True
                 break
         val_loss, val_acc = (None, None) if val_data is None else self._evaluate(val_data)
@@ -189,7 +200,8 @@ class RewardTrainer:
         self.trainings += 1
         self.total_epochs += epochs
         return TrainingReport(
-            epochs=epochs, train_loss=train_loss, train_accuracy=min(member_acc),
+            epochs=epochs, gradient_steps=steps, train_loss=train_loss,
+            train_accuracy=min(member_acc),
             member_train_accuracy=tuple(member_acc), val_loss=val_loss, val_accuracy=val_acc,
             l2_weight=self.l2_weight, reached_target=reached,
             seconds=time.perf_counter() - start)
@@ -214,8 +226,11 @@ class RewardTrainer:
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _epoch(self, data: PairTensors) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass over the pairs; returns per-member (summed loss, correct decisive) [M]."""
+    def _epoch(self, data: PairTensors, max_steps: float = math.inf
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+        """One pass over the pairs, or its first ``max_steps`` batches; returns per member
+        (summed loss, correct decisive, decisive seen) [M], then pairs seen per member and
+        steps taken."""
         model, config = self.model, self.config
         members, count = model.ensemble_size, data.targets.shape[0]
         steps = data.observations.shape[2]
@@ -228,7 +243,11 @@ class RewardTrainer:
         order = order.to(model.device)
         loss_sum = torch.zeros(members, device=model.device)
         correct = torch.zeros(members, device=model.device)
+        decisive = torch.zeros(members, device=model.device)
+        seen = taken = 0
         for begin in range(0, count, config.batch_size):
+            if taken >= max_steps:
+                break
             index = order[:, begin:begin + config.batch_size]  # [M, B]
             size = index.shape[1]
             if config.member_shuffle:
@@ -257,7 +276,9 @@ class RewardTrainer:
                 loss_sum += per_pair.sum(dim=1)
                 hits = ((logits > 0) == (targets > 0.5)) & (targets != 0.5)
                 correct += hits.sum(dim=1)
-        return loss_sum.cpu(), correct.cpu()
+                decisive += (targets != 0.5).sum(dim=1)
+            seen, taken = seen + size, taken + 1
+        return loss_sum.cpu(), correct.cpu(), decisive.cpu(), seen, taken
 
     def _adapt_l2(self, train_loss: float, val_loss: float) -> None:
         """DRLHP: keep val loss within [low, high] × train loss by scaling λ."""
