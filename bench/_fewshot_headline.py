@@ -418,23 +418,20 @@ def main(headline: Headline, doc: str) -> None:
         print(f'[{headline.name}] {len(kept)} finished run(s) kept in {args.archive}'
               + (f'; {len(stale)} stale (another sweep, base config or prior), left out'
                  if stale else ''), flush=True)
+    kept_names = {r['run'] for r in kept}
     if not args.summarize_only:
         resume = ['--resume'] if args.out.exists() else []
-        here = {p.parent.name for p in args.out.glob('*/sweep_run.json')
-                if is_finished(p.parent)}
-        skip = [f'--skip={r["run"]}' for r in kept if r['run'] not in here]
         _run(headline.name, ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
-                             '--jobs', str(args.jobs), '--no-progress', *resume, *skip])
-    run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json'))
+                             '--jobs', str(args.jobs), '--no-progress', *resume,
+                             *(f'--skip={name}' for name in sorted(kept_names))])
+    # A kept run counts from its record (same digest: the same result as a copy here).
+    run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json')
+                      if p.parent.name not in kept_names)
     runs, unfinished = finished_runs(run_dirs)
     if not args.quick:
         for run in runs:
             archive.keep(args.out / run['run'], key)
-        names = {run['run'] for run in runs}
-        runs += [r for r in kept if r['run'] not in names]
-        for run_dir in run_dirs:  # a kept run left unfinished here is done, not going
-            if run_dir.name in {r['run'] for r in kept} and not is_finished(run_dir):
-                unfinished[arm_of(overrides_of(run_dir))] -= 1
+        runs += kept
     spec = json.loads(sweep.read_text())
     support = int(spec['grid'].get('schedule.queries_per_session', [6])[0])
     priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, support)

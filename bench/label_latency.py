@@ -506,13 +506,13 @@ def main() -> None:
     previous = RESULTS / 'label_latency.json'
     if set(args.arms) != set(ARMS) and previous.exists():
         # A subset of the arms: the others keep their figures (each names its commit).
-        kept = {key: value for key, value in json.loads(previous.read_text()).items()
-                if key.startswith(tuple(a for a in ARMS if a not in args.arms))
-                or key.startswith(('adapt_', 'fallback_', 'before_'))}
-        for arm in ARMS:
-            if arm not in args.arms and any(k.startswith(arm) for k in kept):
-                kept.setdefault(f'{arm}_commit', json.loads(previous.read_text())[
-                    'machine']['commit'])
+        earlier = json.loads(previous.read_text())
+        others = tuple(a for a in ARMS if a not in args.arms)
+        kept = {key: value for key, value in earlier.items()
+                if key.startswith((*others, 'adapt_', 'fallback_', 'before_'))}
+        for arm in others:
+            if any(k.startswith(arm) for k in kept):
+                kept.setdefault(f'{arm}_commit', earlier['machine']['commit'])
         figures = {**kept, **figures}
     print(write_result(
         'label_latency', figures,
