@@ -20,8 +20,8 @@ Arms (each a ``pref-rl train`` YAML run by the learner node; the budget is set h
 - ``full_retraining`` (PEBBLE, config/bench_latency_pebble.yaml): the ensemble is trained on
   every stored label (Adam, up to ``reward_training.max_epochs`` epochs, stopping at 97%
   training accuracy);
-- ``bounded_retraining``: the same YAML with ``reward_training.max_gradient_steps: 20``:
-  each session trains the ensemble, warm-started, for at most 20 gradient steps whatever the
+- ``bounded_retraining``: the same YAML with ``reward_training.max_gradient_steps: 10``:
+  each session trains the ensemble, warm-started, for at most 10 gradient steps whatever the
   labels (the bound a running session with a person waiting uses). Its learning control:
   its own labels replayed session by session into two ensembles of the same seed, bounded
   and unbounded, both scored on the labels the run asked after the first 300;
@@ -84,7 +84,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / 'install'
 LEARNER = INSTALL / 'pref_rl_learner' / 'lib' / 'pref_rl_learner' / 'learner'
 ROBOT = INSTALL / 'pref_rl_robot' / 'lib' / 'pref_rl_robot' / 'robot'
-BOUNDED_STEPS = 20
+BOUNDED_STEPS = 10
 """``reward_training.max_gradient_steps`` of the ``bounded_retraining`` arm."""
 ARMS = {
     'full_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml', {}),
@@ -482,6 +482,7 @@ def main() -> None:
             print(f'[label_latency] {arm}: {result}', flush=True)
             figures.update({f'{arm}_{key}': value for key, value in result.items()})
             figures[f'{arm}_commit'] = machine()['commit']
+            figures[f'{arm}_reward_training_overrides'] = ARMS[arm][1]
             if arm == 'bounded_retraining':
                 control = learning_control(run_dir, config, args.labels, per_session)
                 print(f'[label_latency] {arm}: {control}', flush=True)
