@@ -20,11 +20,13 @@ Arms (each a ``pref-rl train`` YAML run by the learner node; the budget is set h
 - ``full_retraining`` (PEBBLE, config/bench_latency_pebble.yaml): the ensemble is trained on
   every stored label (Adam, up to ``reward_training.max_epochs`` epochs, stopping at 97%
   training accuracy);
-- ``bounded_retraining``: the same YAML with ``reward_training.max_gradient_steps: 10``:
-  each session trains the ensemble, warm-started, for at most 10 gradient steps whatever the
-  labels (the bound a running session with a person waiting uses). Its learning control:
-  its own labels replayed session by session into two ensembles of the same seed, bounded
-  and unbounded, both scored on the labels the run asked after the first 300;
+- ``bounded_retraining``: the same YAML with ``reward_training.max_gradient_steps: 20`` and
+  ``batch_size: 128`` (the few-shot code's human configs use 100): each session trains the
+  ensemble, warm-started, for at most 20 gradient steps whatever the labels (the bound a
+  running session with a person waiting uses). Its learning control: its own labels
+  replayed session by session into two ensembles of the same seed, one trained as this arm
+  and one as ``full_retraining``, both scored on the labels the run asked after the first
+  300;
 - ``fewshot`` (config/bench_latency_fewshot.yaml): each session resets the ensemble to the
   MAML meta-initialisation and adapts it with the learned per-parameter learning rates for a
   bounded number of epochs (needs ``runs/pretrain_point_mass/best_model.pt``: ``pref-rl
@@ -84,12 +86,13 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / 'install'
 LEARNER = INSTALL / 'pref_rl_learner' / 'lib' / 'pref_rl_learner' / 'learner'
 ROBOT = INSTALL / 'pref_rl_robot' / 'lib' / 'pref_rl_robot' / 'robot'
-BOUNDED_STEPS = 10
-"""``reward_training.max_gradient_steps`` of the ``bounded_retraining`` arm."""
+BOUNDED = {'max_gradient_steps': 20, 'batch_size': 128}
+"""``reward_training`` of the ``bounded_retraining`` arm: 20 steps of 128 pairs cost what 10
+of 256 do; chosen by its learning control on two earlier runs' labels (10 x 256 lost 3-7
+points of held-out accuracy to full retraining, 20 x 128 about 1)."""
 ARMS = {
     'full_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml', {}),
-    'bounded_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml',
-                           {'max_gradient_steps': BOUNDED_STEPS}),
+    'bounded_retraining': (ROOT / 'config' / 'bench_latency_pebble.yaml', BOUNDED),
     'fewshot': (ROOT / 'config' / 'bench_latency_fewshot.yaml', {}),
 }
 """Each arm's train YAML and its ``reward_training`` overrides."""
@@ -337,12 +340,13 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
             'adapt_loop_member_accuracy': [round(a, 4) for a in accuracy['loop']]}
 
 
-def learning_control(run_dir: Path, config: Path, labels: int, per_session: int) -> dict:
+def learning_control(run_dir: Path, config: Path, full: Path, labels: int,
+                     per_session: int) -> dict:
     """What bounding costs in learning: the bounded arm's own labels replayed in its sessions
     (``per_session`` more each, up to ``labels``) into two ensembles of the same seed, one
-    trained as the arm (at most ``max_gradient_steps`` steps a session, warm-started), one
-    without the cap (full retraining); both scored on the labels the run asked after
-    ``labels`` (held out: neither trained on them)."""
+    trained as the arm (``config``: at most ``max_gradient_steps`` steps a session,
+    warm-started), one as full retraining (the ``reward_training`` of ``full``); both scored
+    on the labels the run asked after ``labels`` (held out: neither trained on them)."""
     from pref_rl_learner.config import from_mapping
     from pref_rl_learner.pebble.config import TrainConfig
     from pref_rl_learner.pebble.reward_learning import run_store_config
@@ -360,10 +364,10 @@ def learning_control(run_dir: Path, config: Path, labels: int, per_session: int)
         return {'learning_control_skipped': f'no label beyond the first {labels}'}
     shape, action_dim = batch.left_observations.shape[2:], batch.left_actions.shape[2]
     out = {'learning_control_held_out_labels': held_out.num_pairs}
+    full_training = from_mapping(TrainConfig, yaml.safe_load(full.read_text())).reward_training
     with one_torch_thread():
-        for name, cap in (('bounded', train_config.reward_training.max_gradient_steps),
-                          ('full', 0)):
-            training = dataclass_replace(train_config.reward_training, max_gradient_steps=cap)
+        for name, training in (('bounded', train_config.reward_training),
+                               ('full', full_training)):
             model = RewardEnsemble(tuple(shape), int(action_dim), train_config.reward_model,
                                    seed=train_config.seed)
             trainer = RewardTrainer(model, training, seed=train_config.seed)
@@ -484,7 +488,9 @@ def main() -> None:
             figures[f'{arm}_commit'] = machine()['commit']
             figures[f'{arm}_reward_training_overrides'] = ARMS[arm][1]
             if arm == 'bounded_retraining':
-                control = learning_control(run_dir, config, args.labels, per_session)
+                control = learning_control(run_dir, config,
+                                           arm_config('full_retraining', budget, work),
+                                           args.labels, per_session)
                 print(f'[label_latency] {arm}: {control}', flush=True)
                 figures.update({f'{arm}_{key}': value for key, value in control.items()})
             if arm == 'fewshot' and args.adaptation_peer:
