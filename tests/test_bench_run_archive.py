@@ -64,3 +64,20 @@ def test_kept_runs_come_back_with_their_curves_and_stale_ones_are_named(tmp_path
         [], ['a-s0'])
     (pretrain / 'best_model.pt').write_bytes(b'prior-2')
     assert archive.records(digest(sweep, pretrain / 'best_model.pt'))[1] == ['a-s0']
+
+
+def test_the_archive_is_committed_not_ignored():
+    """The archive exists to travel in git: a kept run or prior under a git-ignored path
+    would be lost with the machine (``runs/`` is ignored everywhere else)."""
+    import shutil
+    import subprocess
+
+    git = shutil.which('git')
+    assert git is not None and (ROOT / '.git').exists(), 'needs the git checkout'
+    for kept in ('bench/results/runs/fewshot_point_mass/prior.pt',
+                 'bench/results/runs/fewshot_point_mass/goal=eval_0-s0.json'):
+        ignored = subprocess.run([git, 'check-ignore', '-q', kept], cwd=ROOT, check=False)
+        assert ignored.returncode == 1, f'{kept} is git-ignored'
+    ignored = subprocess.run([git, 'check-ignore', '-q', 'runs/pretrain_point_mass/x.pt'],
+                             cwd=ROOT, check=False)
+    assert ignored.returncode == 0, 'runs/ at the root must stay ignored'
