@@ -342,12 +342,13 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
 
 
 def learning_control(run_dir: Path, config: Path, full: Path, labels: int,
-                     per_session: int) -> dict:
+                     per_session: int, repeats: int) -> dict:
     """What bounding costs in learning: the bounded arm's own labels replayed in its sessions
     (``per_session`` more each, up to ``labels``) into two ensembles of the same seed, one
     trained as the arm (``config``: at most ``max_gradient_steps`` steps a session,
     warm-started), one as full retraining (the ``reward_training`` of ``full``); both scored
-    on the labels the run asked after ``labels`` (held out: neither trained on them)."""
+    on the labels the run asked after ``labels`` (held out: neither trained on them). Then
+    :func:`training_limit` of the bounded training at ``labels`` labels."""
     from pref_rl_learner.config import from_mapping
     from pref_rl_learner.pebble.config import TrainConfig
     from pref_rl_learner.pebble.reward_learning import run_store_config
@@ -380,7 +381,49 @@ def learning_control(run_dir: Path, config: Path, full: Path, labels: int,
                             trainer.evaluate(held_out)[1], 3),
                         f'learning_control_{name}_gradient_steps': steps,
                         f'learning_control_{name}_cpu_s': round(seconds, 1)})
+            if name == 'bounded':
+                out.update(training_limit(trainer, type(batch)(*(f[:labels] for f in batch)),
+                                          repeats))
     return out
+
+
+def training_limit(trainer, batch, repeats: int) -> dict:
+    """The machine's limit for one bounded training at ``batch``'s labels: its matrix
+    products (every one of ``max_gradient_steps`` steps) captured as they run and replayed
+    alone as fp32 ``torch.mm`` on one thread, against the same training timed whole."""
+    from common import capture_gemms, gemm_flop
+
+    from pref_rl_learner.reward.training import RewardTrainer
+
+    training = dataclass_replace(trainer.config, target_accuracy=None)
+    bounded = RewardTrainer(trainer.model, training)
+    shapes = capture_gemms(lambda: bounded.train(batch))
+    whole = []
+    for _ in range(repeats):
+        start = time.process_time()
+        bounded.train(batch)
+        whole.append(time.process_time() - start)
+    limit_ms = _replay_ms(shapes, repeats)
+    return {'bounded_training_counted_gflop': round(gemm_flop(shapes) / 1e9, 1),
+            'bounded_training_matmul_limit_ms': limit_ms,
+            'bounded_training_in_process_ms': round(1000 * min(whole), 1),
+            'bounded_training_fraction_of_matmul_limit': round(
+                limit_ms / (1000 * min(whole)), 3)}
+
+
+def _replay_ms(shapes, repeats: int) -> float:
+    """Best of ``repeats`` process-CPU milliseconds of ``shapes`` replayed as fp32
+    ``torch.mm`` (:func:`common.gemm_replay`, one warm-up first; call on one thread)."""
+    from common import gemm_replay
+
+    run = gemm_replay(shapes)
+    run(1)
+    seconds = []
+    for _ in range(repeats):
+        start = time.process_time()
+        run(1)
+        seconds.append(time.process_time() - start)
+    return round(1000 * min(seconds), 1)
 
 
 def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats: int) -> dict:
@@ -389,7 +432,7 @@ def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats
     one of ``reward_training.max_epochs`` epochs), captured as they run and replayed alone as
     fp32 ``torch.mm`` on one thread. No code that does this work can take less time here;
     against the 300 ms limit it says how many epochs the limit leaves."""
-    from common import capture_gemms, gemm_flop, gemm_replay
+    from common import capture_gemms, gemm_flop
 
     from pref_rl_learner.fewshot.arms import make_reward_learning
     from pref_rl_learner.reward.training import RewardTrainer
@@ -403,15 +446,8 @@ def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats
     out = {}
     with one_torch_thread():
         for name, shapes in (('adapt', adapt), ('fallback', fallback)):
-            run = gemm_replay(shapes)
-            run(1)
-            seconds = []
-            for _ in range(repeats):
-                start = time.process_time()
-                run(1)
-                seconds.append(time.process_time() - start)
             out[f'{name}_counted_gflop'] = round(gemm_flop(shapes) / 1e9, 1)
-            out[f'{name}_matmul_limit_ms'] = round(1000 * min(seconds), 1)
+            out[f'{name}_matmul_limit_ms'] = _replay_ms(shapes, repeats)
     epochs = reports[0].adapt_steps  # every one of adapt_max_steps unless it blew up
     out['adapt_epochs_counted'] = epochs
     out['fallback_epochs_counted'] = training.max_epochs
@@ -445,8 +481,26 @@ def main() -> None:
                         help="only the adaptation comparison, on the few-shot arm of an earlier "
                              "run's work directory (printed by that run): its figures replace "
                              'the adapt_* ones in bench/results/label_latency.json')
+    parser.add_argument('--control-from', type=Path, metavar='WORK',
+                        help="only the bounded arm's learning control and training limit, on "
+                             "an earlier run's work directory (printed by that run): they "
+                             'replace the bounded_retraining_learning_control_* and '
+                             'bounded_retraining_bounded_training_* figures')
     parser.add_argument('--quick', action='store_true')
     args = parser.parse_args()
+    if args.control_from is not None:
+        path = RESULTS / 'label_latency.json'
+        result = json.loads(path.read_text())
+        control = learning_control(
+            args.control_from / 'bounded_retraining',
+            args.control_from / 'bounded_retraining.yaml',
+            arm_config('full_retraining', result['feedback_budget'], args.control_from),
+            result['labels'], result['labels_per_session'], args.repeats)
+        print(f'[label_latency] bounded_retraining: {control}', flush=True)
+        result.update({f'bounded_retraining_{key}': value for key, value in control.items()})
+        result['bounded_retraining_control_commit'] = machine()['commit']
+        path.write_text(json.dumps(result, indent=2) + '\n')
+        return
     if args.peer_from is not None:
         path = RESULTS / 'label_latency.json'
         result = json.loads(path.read_text())
@@ -491,7 +545,7 @@ def main() -> None:
             if arm == 'bounded_retraining':
                 control = learning_control(run_dir, config,
                                            arm_config('full_retraining', budget, work),
-                                           args.labels, per_session)
+                                           args.labels, per_session, args.repeats)
                 print(f'[label_latency] {arm}: {control}', flush=True)
                 figures.update({f'{arm}_{key}': value for key, value in control.items()})
             if arm == 'fewshot' and args.adaptation_peer:
