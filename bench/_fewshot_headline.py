@@ -95,6 +95,32 @@ def _run(name: str, command: list[str]) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def _sweep_keeping(name: str, command: list[str], out: Path, archive: RunArchive | None,
+                   key: str, poll_s: float = 60.0) -> None:
+    """Run the ``pref-rl sweep`` ``command``; with an ``archive``, keep each run in it as it
+    finishes (checked every ``poll_s``), also when the sweep is interrupted."""
+    print(f'[{name}] $', ' '.join(command), flush=True)
+    process = subprocess.Popen(command, cwd=ROOT)
+    kept: set[str] = set()
+
+    def keep() -> None:
+        if archive is not None:
+            for run in archive.keep_finished(out, key, kept):
+                print(f'[{name}] kept {run} in {archive.directory}', flush=True)
+
+    try:
+        while process.poll() is None:
+            time.sleep(poll_s)
+            keep()
+    except KeyboardInterrupt:  # the sweep has it too: it pauses its runs at a checkpoint
+        process.wait()
+        raise
+    finally:
+        keep()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+
+
 def overrides_of(run_dir: Path) -> dict:
     """The sweep run's config overrides (its ``sweep_run.json``)."""
     return json.loads((run_dir / 'sweep_run.json').read_text())['overrides']
@@ -408,6 +434,7 @@ def main(headline: Headline, doc: str) -> None:
                              '--eval-tasks-per-env', headline.eval_tasks, '--no-progress'])
     sweep = ROOT / 'config' / 'sweeps' / headline.sweep
     kept: list[dict] = []
+    key = ''
     if args.quick:
         sweep = _quick_sweep(sweep, headline.quick_steps)
         args.threshold, args.out = 0.5, Path(tempfile.mkdtemp()) / 'sweep'
@@ -421,9 +448,11 @@ def main(headline: Headline, doc: str) -> None:
     kept_names = {r['run'] for r in kept}
     if not args.summarize_only:
         resume = ['--resume'] if args.out.exists() else []
-        _run(headline.name, ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
-                             '--jobs', str(args.jobs), '--no-progress', *resume,
-                             *(f'--skip={name}' for name in sorted(kept_names))])
+        _sweep_keeping(headline.name,
+                       ['pref-rl', 'sweep', str(sweep), '--out', str(args.out),
+                        '--jobs', str(args.jobs), '--no-progress', *resume,
+                        *(f'--skip={name}' for name in sorted(kept_names))],
+                       args.out, None if args.quick else archive, key)
     # A kept run counts from its record (same digest: the same result as a copy here).
     run_dirs = sorted(p.parent for p in args.out.glob('*/sweep_run.json')
                       if p.parent.name not in kept_names)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pref_rl_learner.durable import atomic_write_bytes
 from pref_rl_learner.run_log import read_csv
+from pref_rl_learner.sweep.runs import is_finished
 
 
 def digest(sweep: Path, prior: Path) -> str:
@@ -70,6 +71,17 @@ class RunArchive:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.directory / f'{run_dir.name}.json',
                            (json.dumps(record, indent=1) + '\n').encode())
+
+    def keep_finished(self, out: Path, key: str, kept: set[str]) -> list[str]:
+        """Keep every finished run under the sweep directory ``out`` whose name is not in
+        ``kept`` (run while the sweep goes on, so a lost machine loses only the runs in
+        progress); adds them to ``kept`` and returns their names."""
+        new = [run_dir for run_dir in sorted(p.parent for p in out.glob('*/sweep_run.json'))
+               if run_dir.name not in kept and is_finished(run_dir)]
+        for run_dir in new:
+            self.keep(run_dir, key)
+            kept.add(run_dir.name)
+        return [run_dir.name for run_dir in new]
 
     def records(self, key: str) -> tuple[list[dict], list[str]]:
         """(records made with ``key``, names of the stale ones), each record's curve with

@@ -81,3 +81,16 @@ def test_the_archive_is_committed_not_ignored():
     ignored = subprocess.run([git, 'check-ignore', '-q', 'runs/pretrain_point_mass/x.pt'],
                              cwd=ROOT, check=False)
     assert ignored.returncode == 0, 'runs/ at the root must stay ignored'
+
+
+def test_finished_runs_are_kept_while_the_sweep_goes_on(tmp_path):
+    """keep_finished archives each finished run once, and never one still going."""
+    archive, out = RunArchive(tmp_path / 'archive'), tmp_path / 'out'
+    for name, last_step in (('done-s0', 2000), ('going-s0', 1000)):
+        run = _run_dir(out, name, ['0.0', '0.5', '1.0'][:last_step // 1000 + 1])
+        (run / 'config.yaml').write_text('total_steps: 2000\n')
+        (run / 'checkpoint.pt').write_bytes(b'x')
+    kept: set[str] = set()
+    assert archive.keep_finished(out, 'k', kept) == ['done-s0'] and kept == {'done-s0'}
+    assert archive.keep_finished(out, 'k', kept) == []  # nothing new
+    assert [r['run'] for r in archive.records('k')[0]] == ['done-s0']
