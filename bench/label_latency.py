@@ -25,7 +25,8 @@ Arms (each a ``pref-rl train`` YAML run by the learner node; the budget is set h
   labels (the bound a running session with a person waiting uses). Its learning control: its
   own labels replayed session by session into two ensembles of the same seed, one trained
   as this arm and one as ``full_retraining``, both scored on the labels the run asked after
-  the first 300;
+  the first 300; and its limit: one bounded training at 300 labels timed whole in this
+  process against its matrix products replayed alone (``bounded_training_*``);
 - ``fewshot`` (config/bench_latency_fewshot.yaml): each session resets the ensemble to the
   MAML meta-initialisation and adapts it with the learned per-parameter learning rates for a
   bounded number of epochs (needs ``runs/pretrain_point_mass/best_model.pt``: ``pref-rl
