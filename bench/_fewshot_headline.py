@@ -136,6 +136,11 @@ def arm_of(overrides: dict) -> str:
     return algorithm
 
 
+def target_of(task_id: str) -> str:
+    """The ``goal`` (``eval:i``) of a held-out dataset task id (``.../goal03``, ``...var1``)."""
+    return 'eval:' + str(int(task_id.rsplit('goal', 1)[-1].rsplit('var', 1)[-1]))
+
+
 def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: int = 256,
                    draws: int = 4) -> dict[str, dict]:
     """Per held-out target: the prior's accuracy on oracle-labelled pairs of that target's
@@ -160,8 +165,7 @@ def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: in
         sets = [sampler.draw(task_id, np.random.default_rng([i, d]), support, pairs)
                 for d in range(draws)]
         post, pre = evaluate(maml, sets)
-        target = 'eval:' + str(int(task_id.rsplit('goal', 1)[-1].rsplit('var', 1)[-1]))
-        out[target] = {'pre_adaptation': round(pre, 3),
+        out[target_of(task_id)] = {'pre_adaptation': round(pre, 3),
                        f'post_adaptation_{support}_labels': round(post, 3)}
     return out
 
