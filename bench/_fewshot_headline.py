@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _run_archive import RunArchive, digest
@@ -221,7 +222,8 @@ def run_figures(runs: list[dict], unfinished: dict[str, int], threshold: float) 
 
 
 def checks(arms: dict, priors: dict, headline: Headline, threshold: float) -> dict:
-    """The issue's claims, each with the numbers that decide it."""
+    """The issue's claims, each with the numbers that decide it (``priors``: the prior's
+    accuracy on the swept targets, the ones the runs learn)."""
     few = arms['fewshot']['runs']
     within = [r for r in few if r['reached_threshold']
               and r['queries_to_threshold'] <= headline.fewshot_max_queries]
@@ -466,8 +468,11 @@ def main(headline: Headline, doc: str) -> None:
             archive.keep(args.out / run['run'], key)
         runs += kept
     spec = json.loads(sweep.read_text())
-    support = int(spec['grid'].get('schedule.queries_per_session', [6])[0])
+    base = yaml.safe_load((sweep.parent / spec['base']).read_text())
+    support = int(spec['grid'].get('schedule.queries_per_session',
+                                   [base['schedule']['queries_per_session']])[0])
     priors = prior_accuracy(pretrain / 'best_model.pt', eval_dataset, support)
+    swept = {target: priors[target] for target in spec['grid']['goal'] if target in priors}
     arms = run_figures(runs, unfinished, args.threshold)
     planned = len(spec['grid']['goal']) * len(next(iter(spec['paired_keys'][0].values()))) * (
         spec['seeds'] if isinstance(spec['seeds'], int) else len(spec['seeds']))
@@ -476,7 +481,7 @@ def main(headline: Headline, doc: str) -> None:
         'runs_planned': planned,
         'runs_finished': sum(len(a['runs']) for a in arms.values()),
         'targets': spec['grid']['goal'],
-        'checks': checks(arms, priors, headline, args.threshold),
+        'checks': checks(arms, swept, headline, args.threshold),
         'prior_accuracy_per_target': priors,
         'pretraining': _pretraining_summary(pretrain),
         'arms': arms,
