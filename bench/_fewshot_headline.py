@@ -167,7 +167,7 @@ def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: in
                 for d in range(draws)]
         post, pre = evaluate(maml, sets)
         out[target_of(task_id)] = {'pre_adaptation': round(pre, 3),
-                       f'post_adaptation_{support}_labels': round(post, 3)}
+                                   f'post_adaptation_{support}_labels': round(post, 3)}
     return out
 
 
