@@ -66,6 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -313,7 +314,7 @@ def adaptation_peer(run_dir: Path, config: Path, labels: int, repeats: int) -> d
         batch, _ = store.preference_batches()
     batch = type(batch)(*(field[:labels] for field in batch))
     epochs = train_config.fewshot.adapt_max_steps
-    forced = dataclass_replace(train_config, fewshot=dataclass_replace(
+    forced = replace(train_config, fewshot=replace(
         train_config.fewshot, adapt_min_steps=epochs, fallback=False))
     times = {'batched': [], 'loop': []}
     accuracy = {}
@@ -396,7 +397,7 @@ def training_limit(trainer, batch, repeats: int) -> dict:
 
     from pref_rl_learner.reward.training import RewardTrainer
 
-    training = dataclass_replace(trainer.config, target_accuracy=None)
+    training = replace(trainer.config, target_accuracy=None)
     bounded = RewardTrainer(trainer.model, training)
     shapes = capture_gemms(lambda: bounded.train(batch))
     whole = []
@@ -442,7 +443,7 @@ def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats
     _, trainer = make_reward_learning(forced, shape, action_dim)
     reports = []
     adapt = capture_gemms(lambda: reports.append(trainer.train(batch)))
-    training = dataclass_replace(forced.reward_training, target_accuracy=None)
+    training = replace(forced.reward_training, target_accuracy=None)
     fallback = capture_gemms(lambda: RewardTrainer(trainer.model, training).train(batch))
     out = {}
     with one_torch_thread():
@@ -455,13 +456,6 @@ def matmul_floor(forced, shape: tuple[int, ...], action_dim: int, batch, repeats
     out['adapt_epochs_within_300ms_at_matmul_limit'] = round(
         epochs * 300 / out['adapt_matmul_limit_ms'], 1)
     return out
-
-
-def dataclass_replace(instance, **changes):
-    """:func:`dataclasses.replace` (kept local: the benchmark's only use)."""
-    import dataclasses
-
-    return dataclasses.replace(instance, **changes)
 
 
 def main() -> None:

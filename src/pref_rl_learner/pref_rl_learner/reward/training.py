@@ -165,10 +165,10 @@ class RewardTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.l2_weight = self.config.weight_decay
 
-    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None,
-              max_epochs: int | None = None) -> TrainingReport:
-        """Train until every member reaches ``target_accuracy`` or ``max_epochs`` (this
-        call's cap when given, else the config's).
+    def train(self, train: PreferenceBatch, val: PreferenceBatch | None = None
+              ) -> TrainingReport:
+        """Train until every member reaches ``target_accuracy``, or for ``max_epochs`` epochs
+        or ``max_gradient_steps`` steps, whichever comes first.
 
         Raises:
             RewardModelError: a batch is empty or malformed.
@@ -179,9 +179,8 @@ class RewardTrainer:
         val_data = None if val is None else pair_tensors(self.model, val, 'val')
         model.train()
         reached, epochs, steps = False, 0, 0
-        cap = config.max_epochs if max_epochs is None else max(1, int(max_epochs))
         step_cap = config.max_gradient_steps or math.inf
-        while epochs < cap and steps < step_cap:
+        while epochs < config.max_epochs and steps < step_cap:
             epochs += 1
             loss_sum, correct, decisive, seen, taken = self._epoch(data, step_cap - steps)
             steps += taken
