@@ -4,9 +4,12 @@ A headline ``fewshot`` run resets the reward to the prior θ every session and a
 the learned learning rates, falling back to Adam from θ when adaptation misses 95% training
 accuracy (``adapt_path`` in its ``feedback.csv``). This takes the run's labels, in the order
 they were asked, and for the first N of them (every session's count by default) reports the
-prior before any label, adaptation for exactly k epochs (no fallback), and the fallback
-(Adam from θ, the run's ``reward_training``): training accuracy on the N labels and accuracy
-on oracle-labelled pairs of the run's target from the held-out dataset (never trained on).
+prior before any label; adaptation for exactly k epochs (no fallback), as in the paper
+(``adapt``) and with ``fewshot.safeguard`` (``safeguarded``: no member's epoch raises its
+loss); each as a session runs it (``*_session_*``: stop at the target, else fall back); and
+the fallback alone (Adam from θ, the run's ``reward_training``). Training accuracy on the N
+labels and accuracy on oracle-labelled pairs of the run's target from the held-out dataset
+(never trained on).
 
 Run (inside scripts/env.sh, from the directory the sweep ran in):
 python bench/adaptation_probe.py RUN_DIR --eval-dataset datasets/<name>_eval
@@ -74,15 +77,22 @@ def main() -> None:
         labels = type(batch)(*(field[:count] for field in batch))
         model, _ = make_reward_learning(config, shape, action_dim)
         row = {'prior_held_out': held_out_accuracy(model, held_out)}
-        for epochs in args.epochs:
-            forced = replace(config, fewshot=replace(
-                config.fewshot, adapt_max_steps=epochs, adapt_min_steps=epochs,
-                target_accuracy=1.0, fallback=False))
-            model, trainer = make_reward_learning(forced, shape, action_dim)
+        for variant, safeguard in (('adapt', False), ('safeguarded', True)):
+            for epochs in args.epochs:
+                forced = replace(config, fewshot=replace(
+                    config.fewshot, adapt_max_steps=epochs, adapt_min_steps=epochs,
+                    target_accuracy=1.0, fallback=False, safeguard=safeguard))
+                model, trainer = make_reward_learning(forced, shape, action_dim)
+                report = trainer.train(labels)
+                row[f'{variant}_{epochs}_held_out'] = held_out_accuracy(model, held_out)
+                row[f'{variant}_{epochs}_train'] = round(report.train_accuracy, 3)
+                row[f'{variant}_{epochs}_epochs_run'] = report.adapt_steps  # fewer: blew up
+            # The session as the arm runs it: stop at the target, else fall back to Adam.
+            session = replace(config, fewshot=replace(config.fewshot, safeguard=safeguard))
+            model, trainer = make_reward_learning(session, shape, action_dim)
             report = trainer.train(labels)
-            row[f'adapt_{epochs}_held_out'] = held_out_accuracy(model, held_out)
-            row[f'adapt_{epochs}_train'] = round(report.train_accuracy, 3)
-            row[f'adapt_{epochs}_epochs_run'] = report.adapt_steps  # fewer: it blew up
+            row[f'{variant}_session_path'] = report.path
+            row[f'{variant}_session_held_out'] = held_out_accuracy(model, held_out)
         model, trainer = make_reward_learning(config, shape, action_dim)
         trainer.fallback_trainer.reset()
         report = trainer.fallback_trainer.train(labels)  # Adam from θ, as the fallback
@@ -95,8 +105,10 @@ def main() -> None:
     print(write_result(name, {
         'run': args.run.name, 'goal': config.goal, 'held_out_pairs': args.pairs,
         'labels_in_run': batch.num_pairs, 'by_labels': rows},
-        'Few-shot adaptation (k epochs of the learned rates, no fallback) against Adam from the '
-        'prior (the fallback) on the first N labels of one finished fewshot run; held_out: '
+        'Few-shot adaptation (k epochs of the learned rates, no fallback; adapt: as in the '
+        'paper, safeguarded: no member epoch raises its loss; *_session: as the arm runs it, '
+        'with the fallback) against Adam from the prior (the fallback) on the first N labels '
+        'of one finished fewshot run; held_out: '
         "accuracy on oracle-labelled pairs of the run's target from the held-out dataset, "
         'train: on the N labels.'))
 

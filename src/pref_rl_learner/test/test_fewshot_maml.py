@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from pref_rl_learner.batches import PreferenceBatch
-from pref_rl_learner.config import from_mapping
+from pref_rl_learner.config import ConfigError, from_mapping
 from pref_rl_learner.fewshot.adapt import (
     ADAPTED,
     FALLBACK,
@@ -233,6 +233,56 @@ def test_adaptation_that_blows_up_falls_back_from_the_meta_initialisation(meta_i
     report = keep.train(batch)
     assert report.path == NOT_REACHED
     assert all(torch.isfinite(p).all() for p in keep.model.parameters())
+
+
+def _scaled(meta_init, factor: float) -> dict:
+    return {name: lr * factor for name, lr in meta_init.inner_lrs.items()}
+
+
+def _adapted(meta_init, factor: float, safeguard: bool, batch, held_out):
+    """(loss on ``batch``, held-out accuracy) after 20 epochs at ``factor`` × the learned
+    rates, without the fallback."""
+    trainer = FewShotTrainer(_model(meta_init), _scaled(meta_init, factor),
+                             FewShotConfig(adapt_max_steps=20, adapt_min_steps=20,
+                                           fallback=False, safeguard=safeguard),
+                             from_mapping(RewardTrainingConfig, TRAINING))
+    assert trainer.train(batch).adapt_steps == 20
+    return trainer.evaluate(batch)[0], trainer.evaluate(held_out)[1]
+
+
+def test_the_safeguard_keeps_only_the_steps_that_lower_the_loss(meta_init):
+    batch = labelled_pairs(direction(0.35), 11, 24)
+    held_out = labelled_pairs(direction(0.35), 12, 1000)
+    prior = FewShotTrainer(_model(meta_init), meta_init.inner_lrs, FewShotConfig(),
+                           from_mapping(RewardTrainingConfig, TRAINING))
+    prior_loss = prior.evaluate(batch)[0]
+    # At the learned rates the loss falls every epoch: the safeguard changes nothing.
+    paper, safe = (_adapted(meta_init, 1.0, s, batch, held_out) for s in (False, True))
+    assert safe == pytest.approx(paper, abs=0.01) and safe[1] >= 0.9, (paper, safe)
+    # At 3000× they overshoot: the paper's rule takes every step and ends worse.
+    paper, safe = (_adapted(meta_init, 3000.0, s, batch, held_out) for s in (False, True))
+    assert safe[0] < min(prior_loss, paper[0] - 0.03), (prior_loss, paper, safe)
+    assert safe[1] > paper[1] + 0.03, (paper, safe)
+
+
+def test_the_safeguard_leaves_a_member_whose_every_step_would_blow_up_at_the_prior(meta_init):
+    huge = {name: torch.full_like(lr, 1e30) for name, lr in meta_init.inner_lrs.items()}
+    trainer = FewShotTrainer(_model(meta_init), huge,
+                             FewShotConfig(adapt_min_steps=3, fallback=False, safeguard=True),
+                             from_mapping(RewardTrainingConfig, TRAINING))
+    report = trainer.train(labelled_pairs(0.3, 6, 8))
+    assert report.path == NOT_REACHED and report.adapt_steps == 40
+    for name, p in trainer.model.named_parameters():
+        torch.testing.assert_close(p, meta_init.model.state_dict()[name], msg=name)
+
+
+def test_the_safeguard_needs_members_stacked_in_their_weights(meta_init):
+    model = RewardEnsemble((DIM,), 1, from_mapping(RewardModelConfig,
+                                                   {**MODEL, 'batch_norm': True}))
+    lrs = MAML(model, MAMLConfig()).inner_lrs
+    with pytest.raises(ConfigError, match='fewshot.safeguard'):
+        FewShotTrainer(model, lrs, FewShotConfig(safeguard=True),
+                       from_mapping(RewardTrainingConfig, TRAINING))
 
 
 def test_state_dict_restores_meta_init_and_learning_rates(meta_init):

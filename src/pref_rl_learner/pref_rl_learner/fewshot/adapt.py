@@ -66,6 +66,12 @@ class FewShotConfig:
     fallback: bool = True
     """When adaptation misses the target, train with Adam (``reward_training``) from θ
     instead; False keeps the adapted weights (the last finite ones if they blew up)."""
+    safeguard: bool = False
+    """Not in the paper: a member's epoch is kept only when it does not raise that member's
+    loss on the labels; otherwise the member stays where it was and its step α ⊙ ∇ℒ is
+    halved (doubled again, up to α, after a kept epoch). The learned rates were meta-trained
+    for ``maml.inner_steps`` steps on the pretraining pairs and can overshoot on a session's
+    labels (``bench/adaptation_probe.py``). Needs an MLP reward on vector observations."""
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -116,6 +122,9 @@ class FewShotTrainer:
         self.maml = MAML(model, MAMLConfig(learn_inner_lr=False,
                                            random_response=training.random_response))
         self.maml.load_state_dict({'inner_lrs': inner_lrs})
+        if config.safeguard and not self.maml.batches_tasks:
+            raise ConfigError('fewshot.safeguard needs an MLP reward on vector observations '
+                              '(its steps are scaled per ensemble member)')
         self.meta_init: Params = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.fallback_trainer = RewardTrainer(model, training, seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -137,7 +146,8 @@ class FewShotTrainer:
         if val is not None:
             pair_tensors(self.model, val, 'val')  # reject a malformed val set up front
         self.reset_to_meta_init()
-        params, steps, member_acc, diverged, train_loss = self._adapt(data)
+        adapt = self._adapt_safeguarded if self.config.safeguard else self._adapt
+        params, steps, member_acc, diverged, train_loss = adapt(data)
         self.maml.load_parameters(params)
         adapt_acc = _lowest(member_acc)
         reached = (not diverged and not math.isnan(adapt_acc)
@@ -212,14 +222,58 @@ class FewShotTrainer:
                     params = maml.step(params, _take(data, order[begin:begin + batch]))
             steps += 1
 
+    def _adapt_safeguarded(self, data: PairTensors
+                           ) -> tuple[Params, int, torch.Tensor, bool, float]:
+        """:meth:`_adapt` with ``safeguard``: every epoch each member takes its step scaled by
+        its own factor s_m (1 at θ); the step is kept when the member's loss on ``data`` does
+        not rise (then s_m doubles, up to 1), else the member keeps its weights and s_m
+        halves. So each member's loss never rises and no weight blows up; ``diverged`` only
+        when θ itself is not finite."""
+        config, maml = self.config, self.maml
+        count, batch = data.targets.shape[0], self.training.batch_size
+        params = {n: p.detach() for n, p in maml.initial_parameters().items()}
+        accuracy, loss, finite = self._member_check(params, data)
+        if not bool(finite.all()):
+            return params, 0, accuracy, True, math.nan
+        scale, steps = torch.ones_like(loss), 0
+        while steps < config.adapt_max_steps and not (
+                steps >= config.adapt_min_steps and _lowest(accuracy) >= config.target_accuracy):
+            rates = {n: lr * _per_member(scale, lr) for n, lr in maml.inner_lrs.items()}
+            order = torch.randperm(count, generator=self.generator).to(data.targets.device)
+            self.model.train()
+            candidate = params
+            for begin in range(0, count, batch):
+                candidate = maml.step(candidate, _take(data, order[begin:begin + batch]),
+                                      inner_lrs=rates)
+            new_accuracy, new_loss, finite = self._member_check(candidate, data)
+            keep = finite & (new_loss <= loss)
+            params = {n: torch.where(_per_member(keep, p), candidate[n], p)
+                      for n, p in params.items()}
+            accuracy = torch.where(keep, new_accuracy, accuracy)
+            loss = torch.where(keep, new_loss, loss)
+            scale = torch.where(keep, (2 * scale).clamp(max=1.0), scale / 2)
+            steps += 1
+        return params, steps, accuracy, False, float(loss.mean())
+
     @torch.no_grad()
-    def _check(self, params: Params, data: PairTensors, order: torch.Tensor | None = None,
-               known: torch.Tensor | None = None) -> tuple[torch.Tensor | None, float]:
-        """(each member's accuracy on ``data`` ``[M]``, mean member preference loss) of
-        ``params`` in eval mode, chunked; (None, NaN) when a weight or a return is not
-        finite. One read back to the host. ``known``: the logits ``[M, B]`` of the first
-        ``B`` pairs of ``order`` under ``params``, already computed (only the others are
-        evaluated)."""
+    def _member_check(self, params: Params, data: PairTensors
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each member's (accuracy, mean preference loss, all weights and returns finite) on
+        ``data`` under ``params`` in eval mode, each ``[M]`` (weights stacked by member)."""
+        joined, targets = self._logits(params, data)
+        finite = torch.isfinite(joined).all(dim=1)
+        for p in params.values():
+            finite &= torch.isfinite(p).flatten(1).all(dim=1)
+        loss = preference_loss(joined, targets.expand_as(joined),
+                               self.training.random_response).mean(dim=1)
+        return member_accuracy(joined, targets), torch.where(finite, loss, math.inf), finite
+
+    @torch.no_grad()
+    def _logits(self, params: Params, data: PairTensors, order: torch.Tensor | None = None,
+                known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits ``[M, N]`` of ``data``'s pairs in ``order`` under ``params`` in eval
+        mode, chunked; their targets ``[N]``). ``known``: the logits ``[M, B]`` of the first
+        ``B`` pairs of ``order``, already computed (only the others are evaluated)."""
         model = self.model
         steps = 2 * data.observations.shape[2]
         chunk = max(1, model.config.inference_chunk // steps)
@@ -230,7 +284,15 @@ class FewShotTrainer:
             for begin in range(0 if known is None else known.shape[1], count, chunk):
                 logits.append(self.maml.pair_logits(
                     params, _take(data, order[begin:begin + chunk])))
-        joined, targets = torch.cat(logits, dim=1), data.targets[order]
+        return torch.cat(logits, dim=1), data.targets[order]
+
+    @torch.no_grad()
+    def _check(self, params: Params, data: PairTensors, order: torch.Tensor | None = None,
+               known: torch.Tensor | None = None) -> tuple[torch.Tensor | None, float]:
+        """(each member's accuracy on ``data`` ``[M]``, mean member preference loss) of
+        ``params`` in eval mode, chunked; (None, NaN) when a weight or a return is not
+        finite. One read back to the host. ``order``, ``known``: as :meth:`_logits`."""
+        joined, targets = self._logits(params, data, order, known)
         finite = torch.stack([torch.isfinite(joined).all(),
                               *(torch.isfinite(p).all() for p in params.values())]).all()
         loss = preference_loss(joined, targets.expand_as(joined),
@@ -271,6 +333,11 @@ class FewShotTrainer:
 def _take(data: PairTensors, index: torch.Tensor) -> PairTensors:
     """The pairs ``index`` of ``data``."""
     return PairTensors(data.observations[index], data.actions[index], data.targets[index])
+
+
+def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``[M]`` values shaped to broadcast over a parameter stacked by member ``[M, ...]``."""
+    return values.reshape(-1, *(1,) * (like.dim() - 1))
 
 
 def _lowest(member_acc: torch.Tensor) -> float:

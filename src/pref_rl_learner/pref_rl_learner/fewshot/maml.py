@@ -148,17 +148,19 @@ class MAML:
         return current
 
     def step(self, params: Mapping[str, torch.Tensor], data: PairTensors,
-             create_graph: bool = False) -> Params:
+             create_graph: bool = False, inner_lrs: Params | None = None) -> Params:
         """One inner update θ ← θ − α ⊙ ∇_θ ℒ(θ; data) (see :meth:`adapt`).
 
         When :attr:`batches_tasks`, the members' gradients come from one stacked explicit
         backpropagation (:meth:`stacked_step`, the inner step of pretraining's meta-batch);
         otherwise (pixels, batch norm) from autograd (:meth:`autograd_step`). Same update.
+        ``inner_lrs``: rates to use instead of α (e.g. α scaled per member).
         """
+        inner_lrs = self.inner_lrs if inner_lrs is None else inner_lrs
         if not self.batches_tasks:
-            return self.autograd_step(params, data, create_graph)
+            return self.autograd_step(params, data, create_graph, inner_lrs)
         stacked, weights = stack_tasks([data])
-        return self.stacked_step(dict(params), self.inner_lrs, stacked, weights, create_graph)
+        return self.stacked_step(dict(params), inner_lrs, stacked, weights, create_graph)
 
     def stacked_step(self, params: Params, inner_lrs: Params, data: PairTensors,
                      weights: torch.Tensor, create_graph: bool) -> Params:
@@ -202,10 +204,11 @@ class MAML:
             return _sgd(params, self.inner_lrs, grads)
 
     def autograd_step(self, params: Mapping[str, torch.Tensor], data: PairTensors,
-                      create_graph: bool = False) -> Params:
+                      create_graph: bool = False, inner_lrs: Params | None = None) -> Params:
         """:meth:`step` by autograd through :func:`functional_call` of the whole ensemble
         (any architecture: pixels, batch norm; the members through the ensemble's own
         kernel). The reference the stacked step is tested against."""
+        inner_lrs = self.inner_lrs if inner_lrs is None else inner_lrs
         names = list(params)
         if not create_graph:
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
@@ -219,10 +222,10 @@ class MAML:
                 updated[name] = params[name]
                 continue
             if create_graph:
-                updated[name] = params[name] - self.inner_lrs[name] * grad
+                updated[name] = params[name] - inner_lrs[name] * grad
             else:
                 with torch.no_grad():
-                    updated[name] = params[name] - self.inner_lrs[name] * grad
+                    updated[name] = params[name] - inner_lrs[name] * grad
         return updated
 
     def meta_loss(self, support: PairTensors, query: PairTensors
