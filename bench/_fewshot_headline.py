@@ -138,8 +138,10 @@ def arm_of(overrides: dict) -> str:
 
 
 def target_of(task_id: str) -> str:
-    """The ``goal`` (``eval:i``) of a held-out dataset task id (``.../goal03``, ``...var1``)."""
-    return 'eval:' + str(int(task_id.rsplit('goal', 1)[-1].rsplit('var', 1)[-1]))
+    """The ``goal`` (``eval:i`` or ``train:i``) of a dataset task id
+    (``<env>/<split>/goal03``, ``<env>/<split>/var1``)."""
+    *_, split, name = task_id.split('/')
+    return f'{split}:' + str(int(name.removeprefix('goal').removeprefix('var')))
 
 
 def prior_accuracy(checkpoint: Path, eval_dataset: Path, support: int, pairs: int = 256,

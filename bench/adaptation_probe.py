@@ -54,7 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('run', type=Path, help='a finished fewshot run directory')
     parser.add_argument('--eval-dataset', type=Path, required=True,
-                        help='the held-out targets\' dataset (pref-rl collect --tasks-per-env 0)')
+                        help="a dataset holding the run's target: the held-out targets' "
+                             '(pref-rl collect --tasks-per-env 0), or the pretraining set for '
+                             'a run on a validation target (a training target pretraining '
+                             'kept out of meta-training)')
     parser.add_argument('--pairs', type=int, default=512, help='held-out pairs scored')
     parser.add_argument('--epochs', type=int, nargs='+', default=[2, 5, 10, 20, 40])
     parser.add_argument('--labels', type=int, nargs='+',
@@ -101,7 +104,8 @@ def main() -> None:
                     'adam_from_prior_epochs': report.epochs})
         print(count, row, flush=True)
         rows[str(count)] = row
-    name = f'adaptation_probe_{config.task}'
+    name = f'adaptation_probe_{config.task}' + (
+        '' if config.goal.startswith('eval:') else f"_{config.goal.replace(':', '')}")
     print(write_result(name, {
         'run': args.run.name, 'goal': config.goal, 'held_out_pairs': args.pairs,
         'labels_in_run': batch.num_pairs, 'by_labels': rows},
