@@ -26,9 +26,9 @@ HEADLINE = Headline(
     notes='One hidden target per run: joint angles and velocities observed. Success: the '
           'fingertip within 2 cm of the target at some step, 10 episodes from random poses '
           'every 1000 env steps. pebble, init and fewshot share the budget (48 queries, 8 a '
-          'session every 2000 steps from step 1000). Controls: fewshot_random_labels, the '
+          'session every 3000 steps from step 1000). Controls: fewshot_random_labels, the '
           'prior\'s accuracy on each held-out target\'s pairs before any label, '
-          'sac_true_reward. CPU budget: 12k env steps; pretraining 3000 outer steps on the 12 '
+          'sac_true_reward. CPU budget: 18k env steps; pretraining 3000 outer steps on the 12 '
           'training targets.')
 
 if __name__ == '__main__':
