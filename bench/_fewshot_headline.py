@@ -63,7 +63,7 @@ class Headline:
     family: str
     """``pref-rl collect`` family (the task the runs learn)."""
     dataset: str
-    """Dataset directory under ``datasets/`` (the eval set is ``<dataset>_eval``)."""
+    """Dataset directory under ``datasets/`` of the training targets."""
     collect_args: tuple[str, ...]
     """Extra ``pref-rl collect`` arguments of the training set (counts, envs)."""
     pretrain_config: str
@@ -89,6 +89,9 @@ class Headline:
     ``collect_args``; that set holds no training target whatever they say."""
     eval_tasks: str = 'all'
     """Held-out targets/variations per env in that set."""
+    eval_dataset: str = ''
+    """Directory under ``datasets/`` of that set; empty: ``<dataset>_eval`` (two headlines
+    that share a training set but learn different envs need their own)."""
 
 
 def _run(name: str, command: list[str]) -> None:
@@ -418,7 +421,7 @@ def main(headline: Headline, doc: str) -> None:
     args = parser.parse_args()
     started = time.monotonic()
     dataset = ROOT / 'datasets' / headline.dataset
-    eval_dataset = ROOT / 'datasets' / f'{headline.dataset}_eval'
+    eval_dataset = ROOT / 'datasets' / (headline.eval_dataset or f'{headline.dataset}_eval')
     pretrain = ROOT / 'runs' / headline.pretrain_dir
     archive = RunArchive(args.archive)
     if not args.quick and archive.restore_prior(pretrain):
