@@ -189,10 +189,13 @@ def test_query_key_ack_outage_recovery_and_bad_inputs(qtbot, tmp_path, ros):
         assert any("'broken'" in t and 'MalformedMessageError' in t for t in errors)
         assert any("'nan'" in t and 'non-finite' in t for t in errors)
         # The shown query came without frames: they are fetched from the robot's service.
-        qtbot.waitUntil(lambda: model.displayed(model.current.left).frames is not None,
+        # Each side's frames come on their own reply, and the window shows frames only
+        # once both sides have them (both clips drawn alike): wait for both.
+        qtbot.waitUntil(lambda: all(model.displayed(s).frames is not None
+                                    for s in (model.current.left, model.current.right)),
                         timeout=10000)
         assert {'q0-l', 'q0-r'} <= set(peer.frame_requests)
-        assert window.left_view.clip.has_frames
+        assert window.left_view.clip.has_frames and window.right_view.clip.has_frames
         qtbot.waitUntil(lambda: window.budget_bar.maximum() == 8, timeout=10000)
 
         qtbot.keyClick(window, Qt.Key_Left)  # a person's answer
@@ -200,8 +203,11 @@ def test_query_key_ack_outage_recovery_and_bad_inputs(qtbot, tmp_path, ros):
         assert peer.stored['q0'].labeler_id == 'alice'
         assert peer.stored['q0'].response_time_s > 0
         # q1's right frames do not fit its segment: refused and reported, drawn instead.
-        assert any("frames of segment 'q1-r' unusable" in m.text for m in model.messages)
-        assert model.displayed(model.current.left).frames is not None
+        # (They were asked for while q1 waited in the queue; wait for both replies.)
+        qtbot.waitUntil(lambda: any("frames of segment 'q1-r' unusable" in m.text
+                                    for m in model.messages)
+                        and model.displayed(model.current.left).frames is not None,
+                        timeout=10000)
         assert not window.left_view.clip.has_frames  # both sides drawn alike, from states
         assert not window.right_view.clip.has_frames
 
