@@ -218,8 +218,9 @@ def test_query_key_ack_outage_recovery_and_bad_inputs(qtbot, tmp_path, ros):
         qtbot.keyClick(window, Qt.Key_Right)
         for k in (2, 3):
             peer.queries.publish(query_to_ros(query(f'q{k}')))
-        qtbot.waitUntil(lambda: getattr(model.current, 'query_id', None) == 'q2',
-                        timeout=10000)
+        # Both new queries must have arrived: Key_I answers q3, which must be queued by then.
+        qtbot.waitUntil(lambda: getattr(model.current, 'query_id', None) == 'q2'
+                        and model.queue_count == 1, timeout=10000)
         qtbot.keyClick(window, Qt.Key_Down)
         qtbot.keyClick(window, Qt.Key_I)
         qtbot.wait(1500)  # retries back off meanwhile
@@ -228,7 +229,9 @@ def test_query_key_ack_outage_recovery_and_bad_inputs(qtbot, tmp_path, ros):
 
         peer.online()  # back: every waiting label is delivered, in order
         qtbot.waitUntil(lambda: len(gui.acknowledged()) == 4, timeout=15000)
-        assert not window.banner.isVisibleTo(window)
+        # The retries can deliver before the availability poll sees the service again; the
+        # banner goes once it does.
+        qtbot.waitUntil(lambda: not window.banner.isVisibleTo(window), timeout=10000)
         assert gui.acknowledged() == {'q0': Choice.LEFT, 'q1': Choice.RIGHT,
                                       'q2': Choice.EQUAL, 'q3': Choice.INCOMPARABLE}
         assert {q: lb.choice for q, lb in peer.stored.items()} == gui.acknowledged()
