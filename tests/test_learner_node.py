@@ -113,7 +113,10 @@ def learner_parameters(tmp_path, train=CONFIG):
     return [Parameter('config', value=str(config)),
             Parameter('run_dir', value=str(tmp_path / 'run')),
             Parameter('policy_publish_interval', value=40),
-            Parameter('checkpoint_interval_s', value=0.0)]
+            Parameter('checkpoint_interval_s', value=0.0),
+            # The probe answers every frames request; a GIL stall of the training worker
+            # over the default 1 s would retry one and break "asked for once".
+            Parameter('frames_timeout_s', value=10.0)]
 
 
 @contextlib.contextmanager
